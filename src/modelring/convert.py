@@ -1,0 +1,462 @@
+"""convert / materialize: attach ring generation to an unmodified model, and bake it back out.
+
+``convert`` removes each selected parameter (by default the ``weight`` of every conv and linear layer) from
+its module and registers one trainable ring per group on the root module instead (``modelring_ring0``, ...).
+Forward pre-hooks on the root and on every module above a generated weight write the generated tensors into
+the modules' attributes when the outermost of those modules is entered, so the classes, attribute paths and
+forward signatures stay exactly as they were; after the outermost forward returns, the attributes hold
+detached copies (safe to deep-copy, read or pickle).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+
+import torch
+from torch import nn
+
+from .generate import SAMPLINGS, WIRING_MODES, RingGenerator, RingSpec, Segment, initial_ring
+
+DEFAULT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                 nn.Linear)
+SCALE_RULES = ("fan_in", "fan_out")
+SPEC_KEY = "modelring_spec"
+RING_PREFIX = "modelring_"
+STATE_ATTR = "_modelring"
+
+RingSize = int | float | str
+
+
+@dataclass
+class ConvertedState:
+    """What ``convert`` attaches to the root module (as ``model._modelring``)."""
+
+    root: nn.Module
+    generators: list[RingGenerator]
+    owners: list[list[tuple[nn.Module, str]]]  # per ring, per segment: every (module, attribute) holding it
+    handles: list = field(default_factory=list)
+    depth: int = 0
+
+    def ring(self, i: int) -> torch.Tensor:
+        return getattr(self.root, RING_PREFIX + self.generators[i].spec.name)
+
+    def spec_json(self) -> str:
+        return json.dumps({"format": "modelring", "rings": [g.spec.to_dict() for g in self.generators]},
+                          sort_keys=True)
+
+    def write_weights(self, detach: bool) -> None:
+        """Generate every ring's weights and store them in the owning modules' attributes."""
+        for i, gen in enumerate(self.generators):
+            for tensor, owners in zip(gen.weights(self.ring(i)), self.owners[i]):
+                value = tensor.detach() if detach else tensor
+                for module, attr in owners:
+                    module.__dict__[attr] = value
+
+
+class _EnterHook:
+    """Forward pre-hook: the outermost converted module entered writes fresh generated weights."""
+
+    def __init__(self, state: ConvertedState):
+        self.state = state
+
+    def __call__(self, module, args):
+        if self.state.depth == 0:
+            self.state.write_weights(detach=False)
+        self.state.depth += 1
+
+
+class _ExitHook:
+    """Forward hook (always called): leaving the outermost module swaps in detached weights."""
+
+    def __init__(self, state: ConvertedState):
+        self.state = state
+
+    def __call__(self, module, args, output):
+        self.state.depth -= 1
+        if self.state.depth == 0:
+            with torch.no_grad():
+                self.state.write_weights(detach=True)
+
+
+class _SpecStateDictHook:
+    """state_dict post-hook: the ring spec travels in every state_dict as a uint8 JSON tensor."""
+
+    def __init__(self, state: ConvertedState):
+        self.state = state
+
+    def __call__(self, module, state_dict, prefix, local_metadata):
+        data = self.state.spec_json().encode()
+        state_dict[prefix + SPEC_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+class _SpecLoadHook:
+    """load_state_dict pre-hook: the incoming spec must equal this model's spec."""
+
+    def __init__(self, state: ConvertedState):
+        self.state = state
+
+    def __call__(self, module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        key = prefix + SPEC_KEY
+        if key not in state_dict:
+            missing.append(key)
+            return
+        theirs = decode_spec(state_dict.pop(key))
+        if theirs != json.loads(self.state.spec_json()):
+            errors.append("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, "
+                          "targets or wiring options); convert the model with the same options, or use "
+                          "modelring.load(path) which rebuilds the model from the file's spec")
+
+
+def decode_spec(tensor: torch.Tensor) -> dict:
+    """The spec dict stored under ``modelring_spec`` in a state_dict."""
+    return json.loads(bytes(tensor.cpu().numpy().tobytes()).decode())
+
+
+def get_state(model: nn.Module) -> ConvertedState | None:
+    """The conversion state of a converted model, or None for a plain model."""
+    return model.__dict__.get(STATE_ATTR)
+
+
+def is_converted(model: nn.Module) -> bool:
+    return get_state(model) is not None
+
+
+def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
+            reflect: bool = True, sampling: str = "even", scale: str | Callable | None = "fan_in",
+            rings: Mapping[str, RingSize] | Callable | None = None, include=None, exclude=None,
+            wiring: str = "cached", block: int = 16) -> nn.Module:
+    """Generate a model's weights from model rings, in place.
+
+    Args:
+        model: any ``nn.Module``; converted in place and returned.
+        ring_size: ring entries (int), fraction of the generated weights (float in (0, 1]) or a byte budget
+            ("2MB", "512KiB"). With ``rings`` it sizes every group (callable) or the unmatched rest (mapping).
+        seed: wiring and ring-initialisation seed (integer arithmetic only: identical on every machine).
+        permute: keyed permutation of where weights read the ring; False reads entry j mod N (ablation).
+        reflect: independent random sign per virtual weight; False uses no sign flips (ablation).
+        sampling: "even" (every entry used floor(T/N) or ceil(T/N) times) or "independent" (ablation).
+        scale: per-layer scale so a generated kernel has Kaiming variance 2/fan: "fan_in", "fan_out", None
+            (no scaling) or a callable (name, shape) -> float.
+        rings: local rings: a mapping of parameter-name globs to sizes (first match wins), or a callable
+            (name, module) -> group name with one ring per group (see ``rings_by_prefix``).
+        include: what to generate: module types (their ``weight``) and/or parameter-name globs
+            (default: the weight of conv, conv-transpose and linear layers).
+        exclude: module types or parameter-name globs to leave free, e.g. ``["conv1.weight", "fc.*"]``.
+        wiring: "cached" (int32 block indices + coefficients, 4 + 8/block bytes per virtual weight) or
+            "recompute" (nothing stored, rebuilt every forward).
+        block: consecutive virtual weights moved together by the permutation; 1 is the paper's element-wise
+            permutation (slower), larger blocks keep the same statistics and generate faster.
+
+    Returns:
+        The same model object, converted.
+    """
+    if is_converted(model):
+        raise ValueError("this model is already converted; call modelring.materialize(model) to get a plain "
+                         "model first, or convert a fresh model")
+    _check_options(seed=seed, sampling=sampling, wiring=wiring, block=block, scale=scale)
+    targets = select_targets(model, include=include, exclude=exclude)
+    groups = _group_targets(targets, ring_size, rings)
+    specs = []
+    for index, (names, size) in enumerate(groups):
+        segments = _segments([(n, targets[n]) for n in names], scale)
+        total = sum(s.numel for s in segments)
+        elem = targets[names[0]][0].element_size()
+        specs.append(RingSpec(name=f"ring{index}", index=index, size=resolve_ring_size(size, total, elem),
+                              seed=seed, segments=tuple(segments), block=block, permute=permute,
+                              reflect=reflect, sampling=sampling, wiring=wiring))
+    return apply_specs(model, specs)
+
+
+def _check_options(*, seed, sampling, wiring, block, scale) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if wiring not in WIRING_MODES:
+        raise ValueError(f"wiring must be one of {WIRING_MODES}, got {wiring!r}")
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+        raise ValueError(f"block must be a positive int, got {block!r}")
+    if not (scale is None or callable(scale) or scale in SCALE_RULES):
+        raise ValueError(f"scale must be one of {SCALE_RULES}, None or a callable (name, shape) -> float, "
+                         f"got {scale!r}")
+
+
+def select_targets(model: nn.Module, *, include=None, exclude=None) -> dict[str, tuple[torch.Tensor, nn.Module]]:
+    """Parameters to generate, by name (first name of a shared parameter): name -> (parameter, owner)."""
+    include = DEFAULT_TYPES if include is None else tuple(include)
+    exclude = () if exclude is None else tuple(exclude)
+    for item in include + exclude:
+        if not (isinstance(item, str) or (isinstance(item, type) and issubclass(item, nn.Module))):
+            raise TypeError(f"include/exclude items must be nn.Module subclasses or parameter-name globs, "
+                            f"got {item!r}")
+    owners = dict(model.named_modules())
+    chosen, used = {}, set()
+    for name, param in model.named_parameters():
+        owner = owners[name.rpartition(".")[0]]
+        hit_in = [i for i in include if _matches(i, name, owner)]
+        hit_out = [i for i in exclude if _matches(i, name, owner)]
+        used.update(map(_item_key, hit_in + hit_out))
+        if hit_in and not hit_out:
+            _check_generatable(name, param)
+            chosen[name] = (param, owner)
+    unused = [i for i in include + exclude if isinstance(i, str) and _item_key(i) not in used]
+    if unused:
+        names = [n for n, _ in model.named_parameters()][:6]
+        raise ValueError(f"pattern(s) {unused} match no parameter of this model; parameter names look like "
+                         f"{names}")
+    if not chosen:
+        raise ValueError("nothing to generate: no parameter matches include (default: the weight of conv and "
+                         "linear layers) after exclude; pass include=[...] with module types or name globs")
+    return chosen
+
+
+def _item_key(item) -> str:
+    return item if isinstance(item, str) else f"{item.__module__}.{item.__qualname__}"
+
+
+def _matches(item, name: str, owner: nn.Module) -> bool:
+    if isinstance(item, str):
+        return fnmatch(name, item)
+    return isinstance(owner, item) and name.rpartition(".")[2] == "weight"
+
+
+def _check_generatable(name: str, param: torch.Tensor) -> None:
+    if isinstance(param, nn.parameter.UninitializedParameter):
+        raise ValueError(f"{name} is an uninitialised lazy parameter; run one forward pass before converting")
+    if not param.is_floating_point():
+        raise ValueError(f"{name} has dtype {param.dtype}; only floating-point parameters can be generated")
+
+
+def _group_targets(targets: dict, ring_size, rings) -> list[tuple[list[str], RingSize]]:
+    """Split target names into rings: [(names, size spec)], in model order."""
+    names = list(targets)
+    if rings is None:
+        if ring_size is None:
+            raise ValueError("ring_size is required (an int of entries, a float fraction in (0, 1], or a byte "
+                             "budget like '2MB'), or pass rings= for local rings")
+        return [(names, ring_size)]
+    if callable(rings):
+        return _group_by_callable(targets, ring_size, rings)
+    if not isinstance(rings, Mapping) or not rings:
+        raise TypeError(f"rings must be a non-empty mapping of name globs to sizes or a callable, got {rings!r}")
+    groups = {pattern: [] for pattern in rings}
+    rest = []
+    for name in names:
+        pattern = next((p for p in rings if fnmatch(name, p)), None)
+        (groups[pattern] if pattern is not None else rest).append(name)
+    empty = [p for p, members in groups.items() if not members]
+    if empty:
+        raise ValueError(f"ring pattern(s) {empty} match no generated parameter; generated names look like "
+                         f"{names[:6]}")
+    out = [(members, rings[p]) for p, members in groups.items()]
+    if rest:
+        if ring_size is None:
+            raise ValueError(f"{len(rest)} generated parameter(s) match no ring pattern (e.g. {rest[:3]}); "
+                             "add a pattern for them or pass ring_size= for a ring holding the rest")
+        out.append((rest, ring_size))
+    return out
+
+
+def _group_by_callable(targets: dict, ring_size, group_of: Callable) -> list[tuple[list[str], RingSize]]:
+    if ring_size is None:
+        raise ValueError("with a grouping callable, ring_size sizes each group: pass ring_size=")
+    groups: dict[str, list[str]] = {}
+    for name, (_, owner) in targets.items():
+        groups.setdefault(str(group_of(name, owner)), []).append(name)
+    members = list(groups.values())
+    if isinstance(ring_size, float):
+        return [(m, ring_size) for m in members]
+    totals = [sum(targets[n][0].numel() for n in m) for m in members]
+    grand = resolve_ring_size(ring_size, sum(totals), targets[members[0][0]][0].element_size())
+    return list(zip(members, split_proportional(grand, totals)))
+
+
+def split_proportional(count: int, weights: list[int]) -> list[int]:
+    """Split ``count`` into integer parts proportional to ``weights`` (largest remainder, each part >= 1)."""
+    if count < len(weights):
+        raise ValueError(f"a ring size of {count} cannot give each of {len(weights)} rings at least one entry")
+    total = sum(weights)
+    exact = [count * w / total for w in weights]
+    parts = [max(1, math.floor(x)) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in order[: count - sum(parts)]:
+        parts[i] += 1
+    while sum(parts) > count:  # only when the max(1, .) floor pushed the sum over
+        parts[max(range(len(parts)), key=lambda i: parts[i])] -= 1
+    return parts
+
+
+_BYTES = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?i?B)\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def resolve_ring_size(size: RingSize, total: int, element_size: int = 4) -> int:
+    """Ring entries for a size spec: int entries, float fraction of ``total``, or a byte budget string."""
+    if isinstance(size, bool) or not isinstance(size, (int, float, str)):
+        raise TypeError(f"ring size must be an int, a float in (0, 1] or a byte string like '2MB', got {size!r}")
+    if isinstance(size, int):
+        if size < 1:
+            raise ValueError(f"ring size must be at least 1 entry, got {size}")
+        return size
+    if isinstance(size, float):
+        if not (0.0 < size <= 1.0):
+            raise ValueError(f"a float ring size is a fraction of the {total:,} generated weights and must be "
+                             f"in (0, 1], got {size}; pass an int for a number of entries")
+        return max(1, round(size * total))
+    match = _BYTES.match(size)
+    if not match:
+        raise ValueError(f"cannot read ring size {size!r}; use e.g. '2MB', '1.5MiB' or '800kB'")
+    entries = int(float(match.group(1)) * _UNITS[match.group(2).lower()]) // element_size
+    if entries < 1:
+        raise ValueError(f"ring size {size!r} is smaller than one {element_size}-byte entry")
+    return entries
+
+
+def layer_scale(rule, name: str, shape: tuple[int, ...]) -> float:
+    """c_i: the per-layer scale giving generated weights (from a unit-variance ring) variance 2/fan."""
+    if rule is None:
+        return 1.0
+    if callable(rule):
+        return float(rule(name, shape))
+    receptive = math.prod(shape[2:])
+    fan_in = shape[1] * receptive if len(shape) >= 2 else max(1, math.prod(shape))
+    fan_out = shape[0] * receptive if len(shape) >= 2 else max(1, math.prod(shape))
+    return math.sqrt(2.0 / (fan_in if rule == "fan_in" else fan_out))
+
+
+def _segments(named: list[tuple[str, tuple]], rule) -> list[Segment]:
+    segments, offset = [], 0
+    for name, (param, _) in named:
+        shape = tuple(param.shape)
+        segments.append(Segment(name, shape, layer_scale(rule, name, shape), offset))
+        offset += param.numel()
+    return segments
+
+
+def rings_by_prefix(prefixes, rest: str = "rest") -> Callable[[str, nn.Module], str]:
+    """A grouping for ``convert(rings=...)``: one ring per module-name prefix, one more for the rest.
+
+    Example: ``convert(model, 0.05, rings=rings_by_prefix(["layer1", "layer2", "layer3"]))``.
+    """
+    prefixes = list(prefixes)
+
+    def group_of(name: str, module: nn.Module) -> str:
+        return next((p for p in prefixes if name == p or name.startswith(p + ".")), rest)
+
+    return group_of
+
+
+def rings_per_stage(model: nn.Module) -> Callable[[str, nn.Module], str]:
+    """One ring per stage: the model's ``stage_names()`` when it has them, else its top-level children."""
+    stages = model.stage_names() if hasattr(model, "stage_names") else [n for n, _ in model.named_children()]
+    return rings_by_prefix(stages)
+
+
+def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -> nn.Module:
+    """Install rings described by ``specs`` on ``model`` (used by ``convert`` and by ``load``)."""
+    params = dict(model.named_parameters())
+    for spec in specs:
+        for seg in spec.segments:
+            if seg.name not in params:
+                raise ValueError(f"the spec generates {seg.name!r}, which this model does not have; the model "
+                                 "must be built exactly as the one that was converted")
+            if tuple(params[seg.name].shape) != seg.shape:
+                raise ValueError(f"{seg.name} has shape {tuple(params[seg.name].shape)} here but {seg.shape} "
+                                 "in the spec")
+    state = ConvertedState(model, [RingGenerator(s) for s in specs], [])
+    for spec in specs:
+        first = params[spec.segments[0].name]
+        _check_same_device_dtype(spec, params, first)
+        owners = [_owners_of(model, params[seg.name]) for seg in spec.segments]
+        value = initial_ring(spec, first.dtype, first.device) if init else torch.zeros(
+            spec.size, dtype=first.dtype, device=first.device)
+        attr = RING_PREFIX + spec.name
+        if hasattr(model, attr):
+            raise ValueError(f"the model already has an attribute {attr!r}")
+        model.register_parameter(attr, nn.Parameter(value))
+        for owner_list in owners:
+            for module, name in owner_list:
+                del module._parameters[name]
+        state.owners.append(owners)
+    _install_hooks(model, state)
+    model.__dict__[STATE_ATTR] = state
+    with torch.no_grad():
+        state.write_weights(detach=True)
+    return model
+
+
+def _check_same_device_dtype(spec: RingSpec, params: dict, first: torch.Tensor) -> None:
+    for seg in spec.segments:
+        p = params[seg.name]
+        if p.dtype != first.dtype or p.device != first.device:
+            raise ValueError(f"all weights of one ring must share dtype and device: {seg.name} is "
+                             f"{p.dtype} on {p.device}, {spec.segments[0].name} is {first.dtype} on "
+                             f"{first.device}")
+
+
+def _owners_of(model: nn.Module, param: torch.Tensor) -> list[tuple[nn.Module, str]]:
+    """Every (module, attribute) that holds ``param`` (a tied parameter has several)."""
+    return [(m, n) for m in model.modules() for n, p in m._parameters.items() if p is param]
+
+
+def _install_hooks(model: nn.Module, state: ConvertedState) -> None:
+    owner_modules = {id(m) for owners in state.owners for seg in owners for m, _ in seg}
+    enter, leave = _EnterHook(state), _ExitHook(state)
+    for module in _ancestors_of(model, owner_modules):
+        state.handles.append(module.register_forward_pre_hook(enter))
+        state.handles.append(module.register_forward_hook(leave, always_call=True))
+    state.handles.append(model.register_state_dict_post_hook(_SpecStateDictHook(state)))
+    state.handles.append(model.register_load_state_dict_pre_hook(_SpecLoadHook(state)))
+
+
+def _ancestors_of(model: nn.Module, owner_ids: set[int]) -> list[nn.Module]:
+    """Modules whose subtree holds a generated weight: any of them can be the entry point of a forward."""
+    memo: dict[int, bool] = {}
+
+    def holds(module: nn.Module) -> bool:
+        if id(module) not in memo:
+            memo[id(module)] = False  # guards against cycles in odd module graphs
+            memo[id(module)] = id(module) in owner_ids or any(holds(c) for c in module.children())
+        return memo[id(module)]
+
+    return [m for m in model.modules() if holds(m)]
+
+
+def materialize(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """A plain model with the generated weights baked in as ordinary parameters.
+
+    Args:
+        model: a converted model.
+        inplace: strip ``model`` itself instead of a deep copy.
+
+    Returns:
+        A model of the original classes, without hooks or rings, with the same outputs; it runs and saves
+        without modelring.
+    """
+    state = get_state(model)
+    if state is None:
+        raise ValueError("materialize() needs a model converted with modelring.convert(); this one is plain")
+    if not inplace:
+        model = copy.deepcopy(model)
+        state = get_state(model)
+    with torch.no_grad():
+        for i, gen in enumerate(state.generators):
+            ring = state.ring(i)
+            for tensor, owners in zip(gen.weights(ring), state.owners[i]):
+                param = nn.Parameter(tensor.detach().clone(), requires_grad=ring.requires_grad)
+                for module, attr in owners:
+                    module.__dict__.pop(attr, None)
+                    module._parameters[attr] = param
+    for handle in state.handles:
+        handle.remove()
+    for gen in state.generators:
+        del model._parameters[RING_PREFIX + gen.spec.name]
+    del model.__dict__[STATE_ATTR]
+    return model
+

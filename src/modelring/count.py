@@ -1,0 +1,129 @@
+"""count_params: honest accounting of trainable degrees of freedom against the dense model they stand for.
+
+Counts go through ``named_parameters()`` (as fvcore does), so a shared tensor counts once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .convert import RING_PREFIX, get_state
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """One generated tensor: shape, virtual weights, the ring it reads and that ring's reuse factor T/N."""
+
+    name: str
+    shape: tuple[int, ...]
+    virtual: int
+    ring: str
+    reuse: float
+
+
+@dataclass(frozen=True)
+class RingCount:
+    """One ring: N entries, T virtual weights it generates, reuse T/N, and entries never read (N > T)."""
+
+    name: str
+    size: int
+    total: int
+    reuse: float
+    dead: int
+
+
+@dataclass
+class ParamCount:
+    """Parameter accounting of a (converted or plain) model.
+
+    Attributes:
+        dof: unique trainable scalars (ring + trainable free parameters).
+        ring: ring entries, all rings together.
+        free: parameters that are not generated and not rings (norms, biases, excluded layers).
+        frozen: free parameters with requires_grad=False (counted in ``free``, not in ``dof``).
+        virtual: parameters of the equivalent dense model (generated + free).
+        generated: weights produced from rings.
+        buffers: buffer scalars (e.g. BatchNorm statistics), not parameters.
+        bytes: bytes of all parameters as stored (rings + free).
+        dense_bytes: bytes the dense model's parameters would take.
+        wiring_bytes: bytes of wiring held in memory now (0 in recompute mode or before the first build).
+        dead: ring entries that no weight reads.
+    """
+
+    dof: int
+    ring: int
+    free: int
+    frozen: int
+    virtual: int
+    generated: int
+    buffers: int
+    bytes: int
+    dense_bytes: int
+    wiring_bytes: int
+    dead: int
+    rings: list[RingCount] = field(default_factory=list)
+    layers: list[LayerCount] = field(default_factory=list)
+
+    @property
+    def dof_fraction(self) -> float:
+        return self.dof / self.virtual if self.virtual else 0.0
+
+    def table(self) -> str:
+        """The per-layer table as aligned text."""
+        rows = [("name", "shape", "virtual", "ring", "reuse")]
+        rows += [(l.name, "x".join(map(str, l.shape)), f"{l.virtual:,}", l.ring, f"{l.reuse:.2f}")
+                 for l in self.layers]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join("  ".join(c.ljust(w) if i < 2 or i == 3 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+    def __str__(self) -> str:
+        lines = [f"DoF {self.dof:,} of {self.virtual:,} dense parameters ({100 * self.dof_fraction:.2f}%)",
+                 f"  ring {self.ring:,} + free {self.free:,}" + (f" (frozen {self.frozen:,})" if self.frozen
+                                                                  else "")
+                 + f"; generated {self.generated:,}; buffers {self.buffers:,}",
+                 f"  parameter bytes {self.bytes:,} vs dense {self.dense_bytes:,}; wiring in memory "
+                 f"{self.wiring_bytes:,} B"]
+        for r in self.rings:
+            lines.append(f"  {r.name}: N={r.size:,} T={r.total:,} reuse {r.reuse:.2f}"
+                         + (f", {r.dead:,} dead entries (N > T)" if r.dead else ""))
+        if self.layers:
+            lines.append(self.table())
+        return "\n".join(lines)
+
+
+def count_params(model: nn.Module) -> ParamCount:
+    """Count DoF, ring, free, virtual and generated parameters, bytes, and a per-layer table.
+
+    Args:
+        model: any module; converted models also get ring and per-layer rows.
+
+    Returns:
+        A ``ParamCount``; ``print()`` it for a readable summary.
+    """
+    state = get_state(model)
+    ring_names = {RING_PREFIX + g.spec.name for g in state.generators} if state else set()
+    ring = free = frozen = nbytes = 0
+    for name, p in model.named_parameters():
+        nbytes += p.numel() * p.element_size()
+        if name in ring_names:
+            ring += p.numel()
+        else:
+            free += p.numel()
+            frozen += 0 if p.requires_grad else p.numel()
+    trainable_ring = sum(p.numel() for n, p in model.named_parameters() if n in ring_names and p.requires_grad)
+    rings, layers, generated, generated_bytes, wiring_bytes = [], [], 0, 0, 0
+    for i, gen in enumerate(state.generators if state else []):
+        spec, elem = gen.spec, state.ring(i).element_size()
+        total = spec.total
+        rings.append(RingCount(spec.name, spec.size, total, total / spec.size, max(0, spec.size - total)))
+        layers += [LayerCount(s.name, s.shape, s.numel, spec.name, total / spec.size) for s in spec.segments]
+        generated += total
+        generated_bytes += total * elem - spec.size * elem
+        wiring_bytes += gen.wiring_bytes()
+    buffers = sum(b.numel() for b in model.buffers())
+    return ParamCount(dof=trainable_ring + free - frozen, ring=ring, free=free, frozen=frozen,
+                      virtual=generated + free, generated=generated, buffers=buffers, bytes=nbytes,
+                      dense_bytes=nbytes + generated_bytes, wiring_bytes=wiring_bytes,
+                      dead=sum(r.dead for r in rings), rings=rings, layers=layers)

@@ -1,0 +1,134 @@
+"""save / load: one safetensors file holding rings, free tensors and the full spec as JSON metadata.
+
+No pickle anywhere: safetensors stores raw tensors, and the spec is JSON. Files are written atomically
+(temporary file in the same folder, fsync, rename), so a crash never leaves a half-written model file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .convert import SPEC_KEY, apply_specs, decode_spec, get_state
+from .generate import RingSpec
+
+FILE_FORMAT = "modelring-1"
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:
+    """Write a (converted or plain) model to one safetensors file.
+
+    Args:
+        model: the model; a converted one is stored as rings + free tensors + spec, never as dense weights.
+        path: destination file (conventionally ``*.safetensors``); replaced atomically.
+        metadata: extra string key/values to store beside the spec.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
+    state_dict = model.state_dict()
+    spec = state_dict.pop(SPEC_KEY, None)
+    tensors, aliases = _dedupe_shared(state_dict)
+    meta = {"format": FILE_FORMAT,
+            "spec": json.dumps(decode_spec(spec), sort_keys=True) if spec is not None else "",
+            "model": json.dumps(getattr(model, "modelring_model_spec", None), sort_keys=True),
+            "aliases": json.dumps(aliases, sort_keys=True)}
+    meta.update(metadata or {})
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def _dedupe_shared(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """safetensors refuses shared storage: keep one copy of tied tensors and record the other names."""
+    seen, tensors, aliases = {}, {}, {}
+    for name, t in state_dict.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"state_dict entry {name!r} is a {type(t).__name__}, not a tensor; cannot be saved "
+                            "to safetensors")
+        key = (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        tensors[name] = t.detach().cpu().contiguous().clone()
+    return tensors, aliases
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then fsync and rename onto ``path``; nothing is left behind on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a modelring safetensors file, with clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+    if meta.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is a safetensors file but not a modelring model file (format "
+                         f"{meta.get('format')!r}, expected {FILE_FORMAT!r}); save it with modelring.save")
+    return tensors, meta
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Load a model written by ``save``.
+
+    Args:
+        path: the safetensors file.
+        model: optional model to fill: an unconverted model of the same architecture (converted here with the
+            file's spec) or an already converted one with the same spec. Without it, the model is rebuilt from
+            the registry name and kwargs stored in the file.
+
+    Returns:
+        The loaded model (on CPU), outputs identical to the saved one.
+    """
+    tensors, meta = read_file(path)
+    spec = json.loads(meta["spec"]) if meta.get("spec") else None
+    if model is None:
+        model = _model_from_registry(path, json.loads(meta.get("model") or "null"))
+    if spec is not None and get_state(model) is None:
+        apply_specs(model, [RingSpec.from_dict(r) for r in spec["rings"]], init=False)
+    elif spec is None and get_state(model) is not None:
+        raise ValueError(f"{path} holds a plain (unconverted) model but the given model is converted; pass an "
+                         "unconverted model")
+    for name, original in json.loads(meta.get("aliases") or "{}").items():
+        tensors[name] = tensors[original]
+    if spec is not None:
+        data = json.dumps(spec, sort_keys=True).encode()
+        tensors[SPEC_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def _model_from_registry(path, model_spec: dict | None) -> nn.Module:
+    from .models import create_model
+
+    if not model_spec:
+        raise ValueError(f"{path} does not say how to build its model (it was not made by create_model); "
+                         "pass model=<an unconverted instance of the same architecture>")
+    return create_model(model_spec["name"], **model_spec["kwargs"])

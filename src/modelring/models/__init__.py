@@ -1,0 +1,11 @@
+"""Model zoo: a name -> builder registry and the ResNet families of He et al. 2016
+(arXiv 1512.03385).
+
+Importing this package registers every family, so ``create_model("resnet20")``
+and ``list_models("resnet*")`` work right away.
+"""
+
+from .registry import create_model, list_models, register_model
+from . import cifar_resnet, imagenet_resnet  # noqa: F401  (import registers the models)
+
+__all__ = ["create_model", "list_models", "register_model"]

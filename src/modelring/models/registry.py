@@ -1,0 +1,98 @@
+"""Model registry: name -> builder, in the style of torchvision/timm.
+
+Builders are keyword-only functions returning an ``nn.Module``; they register
+under their ``__name__`` with :func:`register_model`. :func:`create_model`
+records how each model was built in ``model.modelring_model_spec`` so it can be
+rebuilt later (e.g. when loading a checkpoint).
+
+The ResNet families registered here follow He et al. 2016, "Deep Residual
+Learning for Image Recognition" (arXiv 1512.03385).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import json
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+__all__ = ["create_model", "list_models", "register_model"]
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+_MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: F) -> F:
+    """Register a model builder under its function name.
+
+    Args:
+        fn: Keyword-only builder, e.g. ``def resnet20(*, num_classes=10, in_chans=3, **kwargs)``.
+
+    Returns:
+        ``fn`` unchanged, so this works as a decorator.
+
+    Raises:
+        ValueError: If a model with the same name is already registered.
+    """
+    name = fn.__name__
+    if name in _MODEL_REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODEL_REGISTRY[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """List registered model names matching a shell-style pattern.
+
+    Args:
+        pattern: ``fnmatch`` pattern, e.g. ``"resnet*"``.
+
+    Returns:
+        Sorted list of matching names.
+    """
+    return sorted(fnmatch.filter(_MODEL_REGISTRY, pattern))
+
+
+def _unknown_model_message(name: str) -> str:
+    available = list_models()
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}.{hint} Available models: {', '.join(available)}"
+
+
+def _check_json_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"create_model({name!r}) kwargs must be JSON-serialisable plain values "
+            f"(numbers, strings, bools, None, lists, dicts) so the model can be rebuilt "
+            f"from its spec: {err}"
+        ) from err
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model and record how it was built.
+
+    Args:
+        name: Registered model name (see :func:`list_models`).
+        **kwargs: Keyword options passed to the builder, e.g. ``num_classes=100``;
+            must be JSON-serialisable plain values.
+
+    Returns:
+        The model, with ``model.modelring_model_spec = {"name": name, "kwargs": {...}}``.
+
+    Raises:
+        ValueError: If ``name`` is not registered (the message suggests close matches).
+        TypeError: If ``kwargs`` are not JSON-serialisable.
+    """
+    if name not in _MODEL_REGISTRY:
+        raise ValueError(_unknown_model_message(name))
+    _check_json_kwargs(name, kwargs)
+    model = _MODEL_REGISTRY[name](**kwargs)
+    model.modelring_model_spec = {"name": name, "kwargs": copy.deepcopy(dict(kwargs))}
+    return model

@@ -1,0 +1,152 @@
+"""Wiring: which ring entry, with which sign, feeds each virtual weight.
+
+Recurrent Parameter Generators (Wang et al., arXiv 2107.07110) generate every kernel K_i = R_i W from one
+trainable vector W (the model ring, N entries) through fixed matrices R_i = c_i D_i S_i: S_i selects ring
+entries, D_i flips signs at random ("reflection"), c_i is a per-layer scale. This module computes S and D.
+
+Everything here is integer arithmetic on int64 tensors (or Python ints) whose intermediates stay below
+2**63, so the wiring is bit-identical on any machine, device and torch version: no random generator stream is
+ever used. Changing any function's output is a breaking change: bump ``WIRING_VERSION`` and the golden files
+in ``tests/expect``.
+
+Layout (version 1). The T virtual weights of one ring are numbered j = 0..T-1 (layer after layer). They are
+cut into ``nb = T // block`` blocks of ``block`` consecutive weights (the last ``T % block`` weights form a
+tail that keeps its place). A keyed bijection sigma on [0, nb) moves block b to position sigma(b) of the
+*tiled ring*, the ring repeated ceil(T/N) times, so virtual weight j reads ring entry pi(j) mod N with
+pi(b*block + i) = sigma(b)*block + i. Because pi is a bijection on [0, T), every entry is read floor(T/N) or
+ceil(T/N) times ("even sampling"). block=1 is the element-wise permutation of the paper; larger blocks keep
+the same statistics (independent random signs per weight) while making generation a copy of contiguous rows.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+WIRING_VERSION = 1
+
+_MASK32 = 0xFFFFFFFF
+_MUL_A = 0x7FEB352D  # lowbias32 constants (Chris Wellons' hash-prospector), good avalanche for 32-bit words
+_MUL_B = 0x846CA68B
+_FEISTEL_ROUNDS = 4
+
+
+def _mul32(x, constant: int):
+    """(x * constant) mod 2**32 for 0 <= x < 2**32, with every intermediate below 2**49 (no int64 overflow)."""
+    low = x * (constant & 0xFFFF)
+    high = ((x * (constant >> 16)) & 0xFFFF) << 16
+    return (low + high) & _MASK32
+
+
+def hash32(x):
+    """A 32-bit integer hash (lowbias32) of x in [0, 2**32); works on Python ints and int64 tensors alike."""
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = _mul32(x, _MUL_A)
+    x = x ^ (x >> 15)
+    x = _mul32(x, _MUL_B)
+    return x ^ (x >> 16)
+
+
+def derive_key(*words: int) -> int:
+    """Fold integers (seed, ring index, purpose, ...) into one 32-bit key, order-sensitive."""
+    key = 0x9E3779B9
+    for word in words:
+        if word < 0:
+            raise ValueError(f"wiring key words must be non-negative integers, got {word}")
+        for chunk in _split32(int(word)):
+            key = hash32(key ^ chunk)
+    return key
+
+
+def _split32(word: int) -> list[int]:
+    chunks = [word & _MASK32]
+    word >>= 32
+    while word:
+        chunks.append(word & _MASK32)
+        word >>= 32
+    return chunks
+
+
+def _feistel(x: torch.Tensor, bits: int, round_keys: list[int]) -> torch.Tensor:
+    """One pass of an unbalanced Feistel network: a bijection on [0, 2**bits)."""
+    lo_width = bits // 2
+    for key in round_keys:
+        hi_width = bits - lo_width
+        hi, lo = x >> lo_width, x & ((1 << lo_width) - 1)
+        hi = hi ^ (hash32(lo ^ key) & ((1 << hi_width) - 1))
+        x = (lo << hi_width) | hi  # the untouched half moves to the top; widths swap for the next round
+        lo_width = hi_width
+    return x
+
+
+def keyed_permutation(n: int, key: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A keyed pseudo-random bijection on [0, n), as an int64 tensor p with p[i] = pi(i).
+
+    A Feistel network permutes [0, 2**bits) with 2**bits < 2n; values that land outside [0, n) are mapped
+    again until they fall inside ("cycle walking"), which keeps the result a bijection of [0, n).
+    """
+    if n < 0:
+        raise ValueError(f"permutation size must be >= 0, got {n}")
+    if n <= 1:
+        return torch.arange(n, dtype=torch.int64, device=device)
+    bits = max(2, math.ceil(math.log2(n)))
+    round_keys = [derive_key(key, 0xFE15, r) for r in range(_FEISTEL_ROUNDS)]
+    out = _feistel(torch.arange(n, dtype=torch.int64, device=device), bits, round_keys)
+    outside = (out >= n).nonzero().squeeze(1)
+    while outside.numel():
+        walked = _feistel(out[outside], bits, round_keys)
+        out[outside] = walked
+        outside = outside[walked >= n]
+    return out
+
+
+def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
+    """The inverse of a permutation tensor: inv[perm[i]] = i."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), dtype=perm.dtype, device=perm.device)
+    return inv
+
+
+def sign_bits(start: int, count: int, key: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool tensor, True where virtual weight j (start <= j < start+count) gets a minus sign."""
+    j = torch.arange(start, start + count, dtype=torch.int64, device=device)
+    return (hash32(j ^ key) >> 31).bool()
+
+
+def independent_indices(count: int, ring_size: int, key: int, *, device: torch.device | str = "cpu"):
+    """Ring entry for each virtual weight drawn independently and uniformly (the ablation of even sampling)."""
+    j = torch.arange(count, dtype=torch.int64, device=device)
+    return (hash32(j ^ key) * ring_size) >> 32  # multiply-shift: uniform on [0, ring_size), no modulo bias
+
+
+def uniform01(count: int, key: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """float64 values in (0, 1), one per index, from the integer hash."""
+    j = torch.arange(count, dtype=torch.int64, device=device)
+    return (hash32(j ^ key).double() + 0.5) / 2.0**32
+
+
+def normal_init(count: int, key: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal float64 values from the integer hash (Box-Muller), identical on every machine."""
+    u1 = uniform01(count, derive_key(key, 1), device=device)
+    u2 = uniform01(count, derive_key(key, 2), device=device)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+
+
+def block_permutation(total: int, block: int, key: int, *, permute: bool = True,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """sigma: where each of the total // block blocks of virtual weights goes in the tiled ring (int64)."""
+    if block < 1:
+        raise ValueError(f"block must be a positive integer, got {block}")
+    num_blocks = total // block
+    if not permute:
+        return torch.arange(num_blocks, dtype=torch.int64, device=device)
+    return keyed_permutation(num_blocks, key, device=device)
+
+
+def ring_entry_of(total: int, ring_size: int, block: int, key: int, *, permute: bool = True) -> torch.Tensor:
+    """pi(j) mod N for every virtual weight j: the ring entry it reads (int64). For tests and tools."""
+    sigma = block_permutation(total, block, key, permute=permute)
+    main = (sigma[:, None] * block + torch.arange(block)).reshape(-1)
+    tail = torch.arange(main.numel(), total, dtype=torch.int64)
+    return torch.cat([main, tail]) % ring_size
