@@ -1,0 +1,157 @@
+"""state_dict, save/load and materialize round-trips; file sizes; bad files."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import modelring as mr
+from modelring.convert import SPEC_KEY
+
+
+def _model(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return mr.convert(mr.create_model("resnet20", num_classes=7), 0.05, seed=3, **kwargs)
+
+
+def _trained(model):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3, 32, 32)).sum().backward()
+        opt.step()
+    return model.eval()
+
+
+def _same_outputs(a, b):
+    x = torch.randn(3, 3, 32, 32)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+def test_state_dict_holds_each_ring_once_and_no_dense_weights():
+    sd = _model().state_dict()
+    assert "modelring_ring0" in sd and SPEC_KEY in sd
+    assert not any(k.endswith("conv1.weight") or k == "fc.weight" for k in sd)
+    assert sd[SPEC_KEY].dtype == torch.uint8
+
+
+def test_state_dict_roundtrip_into_fresh_conversion():
+    model = _trained(_model())
+    fresh = _model(seed=1)
+    fresh.load_state_dict(model.state_dict())
+    _same_outputs(model, fresh)
+
+
+def test_state_dict_spec_mismatch_is_refused():
+    sd = _model().state_dict()
+    other = mr.convert(mr.create_model("resnet20", num_classes=7), 0.05, seed=4)
+    with pytest.raises(RuntimeError, match="modelring spec"):
+        other.load_state_dict(sd)
+    sd.pop(SPEC_KEY)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        _model().load_state_dict(sd)
+
+
+def test_save_load_from_registry(tmp_path):
+    model = _trained(_model())
+    path = mr.save(model, tmp_path / "m.safetensors")
+    loaded = mr.load(path)
+    _same_outputs(model, loaded)
+    counts = mr.count_params(model)
+    assert os.path.getsize(path) <= 4 * (counts.ring + counts.free + counts.buffers) + 16 * 1024
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_load_into_user_model_converted_or_not(tmp_path):
+    model = _trained(_model())
+    path = mr.save(model, tmp_path / "m.safetensors")
+    _same_outputs(model, mr.load(path, model=mr.create_model("resnet20", num_classes=7)))
+    _same_outputs(model, mr.load(path, model=_model(seed=5)))
+
+
+def test_user_model_with_tied_weights_roundtrip(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(6, 6)
+            self.b = nn.Linear(6, 6)
+            self.b.bias = self.a.bias  # tied free parameter: stored once
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    model = mr.convert(Tied(), 20)
+    path = mr.save(model, tmp_path / "t.safetensors")
+    loaded = mr.load(path, model=Tied())
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded.b.bias is loaded.a.bias or torch.equal(loaded.b.bias, loaded.a.bias)
+    with pytest.raises(ValueError, match="does not say how to build"):
+        mr.load(path)
+
+
+def test_materialize_same_outputs_plain_classes_and_no_modelring_needed(tmp_path):
+    model = _trained(_model())
+    dense = mr.materialize(model)
+    _same_outputs(model, dense)
+    assert not mr.is_converted(dense) and mr.is_converted(model)
+    assert "conv1.weight" in dense.state_dict() and not any("modelring" in k for k in dense.state_dict())
+    assert not dense._forward_pre_hooks and not dense.layer1[0].conv1._forward_pre_hooks
+    plain = mr.create_model("resnet20", num_classes=7)
+    plain.load_state_dict(dense.state_dict())  # a plain model of the original class takes the weights
+    _same_outputs(dense, plain)
+
+
+def test_materialized_user_model_runs_without_modelring(tmp_path):
+    torch.manual_seed(0)
+    model = mr.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), 50)
+    dense = mr.materialize(model)
+    torch.save(dense.state_dict(), tmp_path / "dense.pt")
+    x = torch.randn(2, 3, 8, 8)
+    torch.save(x, tmp_path / "x.pt")
+    expected = model(x)
+    code = ("import sys, torch; sys.modules['modelring'] = None; from torch import nn\n"
+            "m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))\n"
+            f"m.load_state_dict(torch.load(r'{tmp_path / 'dense.pt'}', weights_only=True))\n"
+            f"print(m(torch.load(r'{tmp_path / 'x.pt'}', weights_only=True)).tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    torch.testing.assert_close(torch.tensor(json.loads(out.stdout)), expected.detach())
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        mr.load(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        mr.load(junk)
+    good = mr.save(_model(), tmp_path / "good.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: os.path.getsize(good) // 2])
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        mr.load(truncated)
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a modelring model file"):
+        mr.load(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        mr.save(_model(), tmp_path / "nofolder" / "m.safetensors")
+
+
+def test_failed_save_leaves_previous_file_intact(tmp_path):
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    before = path.read_bytes()
+
+    class Weird(nn.Module):
+        def state_dict(self, *a, **k):
+            return {"x": "not a tensor"}
+
+    with pytest.raises(TypeError, match="not a tensor"):
+        mr.save(Weird(), path)
+    assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
