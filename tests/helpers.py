@@ -11,7 +11,8 @@ def entry_of(spec: RingSpec) -> torch.Tensor:
     """Ring entry read by every virtual weight, straight from the wiring functions."""
     if spec.sampling == "independent":
         return wr.independent_indices(spec.total, spec.size, spec.key(4))
-    return wr.ring_entry_of(spec.total, spec.size, spec.block, spec.key(1), permute=spec.permute)
+    sizes = [s.numel for s in spec.segments]
+    return wr.tiled_positions(sizes, spec.block, spec.key(1), permute=spec.permute) % spec.size
 
 
 def dense_matrix(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:

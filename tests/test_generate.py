@@ -3,7 +3,11 @@ import pytest
 import torch
 
 from helpers import dense_matrix, make_spec
-from modelring.generate import RingGenerator, build_wiring, generate_flat
+from modelring.generate import RingGenerator, build_wiring, generate
+
+
+def generate_flat(ring, spec, wiring):
+    return torch.cat([w.reshape(-1) for w in generate(ring, spec, wiring)])
 
 SHAPES = [[6, 4, 3, 3], [5, 7], [3, 2, 2, 2, 2], [9]]
 VARIANTS = [dict(block=1), dict(block=16), dict(block=5), dict(block=16, permute=False),

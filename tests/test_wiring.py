@@ -53,6 +53,18 @@ def test_even_sampling_uses_each_entry_floor_or_ceil_times(total, size, block):
     assert counts.sum() == total
 
 
+@pytest.mark.parametrize("block", [1, 7, 16])
+def test_even_sampling_with_many_layers_and_tails(block):
+    shapes = [[3, 5], [16, 16, 3, 3], [7], [1], [33, 2], [64, 3]]
+    spec = make_spec(shapes, 97, seed=5, block=block)
+    positions = torch.sort(entry_of(spec)).values  # entries; check pi itself is a bijection too
+    counts = torch.bincount(positions, minlength=97)
+    assert counts.min() >= spec.total // 97 and counts.max() <= -(-spec.total // 97)
+    sizes = [s.numel for s in spec.segments]
+    pi = wr.tiled_positions(sizes, block, spec.key(1))
+    assert torch.equal(pi.sort().values, torch.arange(spec.total))
+
+
 def test_permute_false_reads_j_mod_n():
     spec = make_spec([[10, 10]], 7, permute=False, block=4)
     assert torch.equal(entry_of(spec), torch.arange(100) % 7)

@@ -50,9 +50,11 @@ class ConvertedState:
                           sort_keys=True)
 
     def write_weights(self, detach: bool) -> None:
-        """Generate every ring's weights and store them in the owning modules' attributes."""
+        """Store every ring's weights in the owning modules' attributes: freshly generated for a forward,
+        or (``detach``) the latest generation without its autograd history."""
         for i, gen in enumerate(self.generators):
-            for tensor, owners in zip(gen.weights(self.ring(i)), self.owners[i]):
+            ring = self.ring(i)
+            for tensor, owners in zip(gen.latest(ring) if detach else gen.weights(ring), self.owners[i]):
                 value = tensor.detach() if detach else tensor
                 for module, attr in owners:
                     module.__dict__[attr] = value
@@ -79,8 +81,7 @@ class _ExitHook:
     def __call__(self, module, args, output):
         self.state.depth -= 1
         if self.state.depth == 0:
-            with torch.no_grad():
-                self.state.write_weights(detach=True)
+            self.state.write_weights(detach=True)
 
 
 class _SpecStateDictHook:

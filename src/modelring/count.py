@@ -48,6 +48,7 @@ class ParamCount:
         bytes: bytes of all parameters as stored (rings + free).
         dense_bytes: bytes the dense model's parameters would take.
         wiring_bytes: bytes of wiring held in memory now (0 in recompute mode or before the first build).
+        workspace_bytes: backward scratch kept between steps (two T-sized buffers after the first backward).
         dead: ring entries that no weight reads.
     """
 
@@ -61,6 +62,7 @@ class ParamCount:
     bytes: int
     dense_bytes: int
     wiring_bytes: int
+    workspace_bytes: int
     dead: int
     rings: list[RingCount] = field(default_factory=list)
     layers: list[LayerCount] = field(default_factory=list)
@@ -84,7 +86,7 @@ class ParamCount:
                                                                   else "")
                  + f"; generated {self.generated:,}; buffers {self.buffers:,}",
                  f"  parameter bytes {self.bytes:,} vs dense {self.dense_bytes:,}; wiring in memory "
-                 f"{self.wiring_bytes:,} B"]
+                 f"{self.wiring_bytes:,} B, backward workspace {self.workspace_bytes:,} B"]
         for r in self.rings:
             lines.append(f"  {r.name}: N={r.size:,} T={r.total:,} reuse {r.reuse:.2f}"
                          + (f", {r.dead:,} dead entries (N > T)" if r.dead else ""))
@@ -113,7 +115,7 @@ def count_params(model: nn.Module) -> ParamCount:
             free += p.numel()
             frozen += 0 if p.requires_grad else p.numel()
     trainable_ring = sum(p.numel() for n, p in model.named_parameters() if n in ring_names and p.requires_grad)
-    rings, layers, generated, generated_bytes, wiring_bytes = [], [], 0, 0, 0
+    rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes = [], [], 0, 0, 0, 0
     for i, gen in enumerate(state.generators if state else []):
         spec, elem = gen.spec, state.ring(i).element_size()
         total = spec.total
@@ -122,8 +124,10 @@ def count_params(model: nn.Module) -> ParamCount:
         generated += total
         generated_bytes += total * elem - spec.size * elem
         wiring_bytes += gen.wiring_bytes()
+        workspace_bytes += gen.workspace_bytes()
     buffers = sum(b.numel() for b in model.buffers())
     return ParamCount(dof=trainable_ring + free - frozen, ring=ring, free=free, frozen=frozen,
                       virtual=generated + free, generated=generated, buffers=buffers, bytes=nbytes,
                       dense_bytes=nbytes + generated_bytes, wiring_bytes=wiring_bytes,
+                      workspace_bytes=workspace_bytes,
                       dead=sum(r.dead for r in rings), rings=rings, layers=layers)

@@ -1,16 +1,19 @@
-"""Generation: turn one ring and its wiring into every virtual weight, in one gather per ring per forward.
+"""Generation: turn one ring and its wiring into every virtual weight of a forward, and back.
 
-Forward (even sampling): the ring is tiled ceil(T/N) times; whole blocks of ``block`` weights are copied out
-of the tiled ring with one ``index_select`` (the keyed block permutation sigma), then multiplied by a
-per-weight coefficient c_i * (+-1) that holds both the layer scale and the reflection sign.
+Forward (even sampling): each layer's weight is copied block by block out of the ring with one
+``index_select`` on a (N, block) view of overlapping windows of the ring (row s = entries s..s+block-1 mod N),
+then multiplied by a per-weight coefficient c_i * (+-1) holding the layer scale and the reflection sign. Each
+layer gets its own output tensor: no T-sized temporary is ever allocated in the forward.
 
-Backward: the output gradient is multiplied by the same coefficients, gathered back to tiled-ring order through
-sigma^-1 (again a gather, never a scatter-add) and summed over the ceil(T/N) copies as a dense (copies, N)
-view. No atomics, no accumulation order that depends on threads: gradients are bit-identical run to run.
+Backward: each layer's gradient is multiplied by the same coefficients into a flat workspace, gathered back to
+tiled-ring order through sigma^-1 (a gather, never a scatter-add), and summed over the ceil(T/N) copies of the
+ring as a dense (copies, N) view. No atomics, no thread-dependent accumulation order: gradients are
+bit-identical run to run. The two T-sized workspaces are kept between steps (fresh large allocations cost more
+than the copies themselves, in page faults) and counted by ``count_params`` as ``workspace_bytes``.
 
-The cached wiring holds sigma and sigma^-1 as int32 (8/block bytes per virtual weight) and the coefficients
-in the ring's dtype (4 bytes in float32): 4.5 B per virtual weight at the default block of 16. The recompute
-wiring stores nothing and rebuilds them from the integer hash on every forward.
+The cached wiring holds block starts and sigma^-1 as int32 (8/block bytes per virtual weight) and the
+coefficients in the ring's dtype (4 bytes in float32): 4.5 B per virtual weight at the default block of 16.
+The recompute wiring keeps nothing and rebuilds them from the integer hash at every generation.
 """
 from __future__ import annotations
 
@@ -88,28 +91,41 @@ _PURPOSE_PERMUTATION, _PURPOSE_SIGNS, _PURPOSE_INIT, _PURPOSE_INDEPENDENT = 1, 2
 
 @dataclass
 class Wiring:
-    """The tensors generation needs on one device/dtype. ``index``: block rows (even) or entries (independent)."""
+    """The tensors generation needs on one device/dtype.
 
+    Even sampling: ``index`` holds, per full block, the ring entry where it starts (sigma(b)*block mod N) and
+    ``inverse`` holds sigma^-1, both int32. Independent sampling: ``index`` holds one entry per weight.
+    ``coef`` holds c_i * sign_j per virtual weight in the ring's dtype.
+    """
+
+    layout: wr.BlockLayout
     index: torch.Tensor
     inverse: torch.Tensor | None
     coef: torch.Tensor
+    workspace: list = field(default_factory=list)  # backward scratch, allocated on first use
 
     @property
     def nbytes(self) -> int:
         tensors = [self.index, self.coef] + ([self.inverse] if self.inverse is not None else [])
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    @property
+    def workspace_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.workspace)
+
 
 def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wiring:
     """Compute the wiring of ``spec`` from the integer hash (no random generator involved)."""
-    total = spec.total
+    layout = wr.BlockLayout.of([s.numel for s in spec.segments], spec.block)
+    coef = _coefficients(spec, device, dtype)
     if spec.sampling == "independent":
-        index = wr.independent_indices(total, spec.size, spec.key(_PURPOSE_INDEPENDENT), device=device)
-        return Wiring(index.to(torch.int32), None, _coefficients(spec, device, dtype))
-    sigma = wr.block_permutation(total, spec.block, spec.key(_PURPOSE_PERMUTATION), permute=spec.permute,
+        index = wr.independent_indices(spec.total, spec.size, spec.key(_PURPOSE_INDEPENDENT), device=device)
+        return Wiring(layout, index.to(torch.int32), None, coef)
+    sigma = wr.block_permutation(layout.num_blocks, spec.key(_PURPOSE_PERMUTATION), permute=spec.permute,
                                  device=device)
+    starts = (sigma * spec.block) % spec.size
     inverse = wr.inverse_permutation(sigma)
-    return Wiring(sigma.to(torch.int32), inverse.to(torch.int32), _coefficients(spec, device, dtype))
+    return Wiring(layout, starts.to(torch.int32), inverse.to(torch.int32), coef)
 
 
 def _coefficients(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -127,57 +143,87 @@ def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu
     return wr.normal_init(spec.size, spec.key(_PURPOSE_INIT)).to(device=device, dtype=dtype)
 
 
+def _ring_windows(ring: torch.Tensor, block: int) -> torch.Tensor:
+    """(N, block) view whose row s is ring entries s, s+1, ... s+block-1 (mod N): every block's source."""
+    size = ring.numel()
+    extended = torch.cat([ring] + [ring] * ((block - 1) // size) + [ring[: (block - 1) % size]])
+    return extended.unfold(0, block, 1)[:size]
+
+
+def _workspace(wiring: Wiring, size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat gradient buffer (T) and tiled buffer (copies * N, zero past T), reused across backward passes."""
+    total = wiring.coef.numel()
+    copies = -(-total // size)
+    ws = wiring.workspace
+    if not ws or ws[0].dtype != like.dtype or ws[0].device != like.device or ws[1].numel() != copies * size:
+        tiled = torch.zeros(copies * size, dtype=like.dtype, device=like.device)
+        ws[:] = [torch.empty(total, dtype=like.dtype, device=like.device), tiled]
+    return ws[0], ws[1]
+
+
 class _EvenGenerate(torch.autograd.Function):
-    """V = coef * tiled_ring[blocks permuted by sigma]; backward gathers through sigma^-1."""
+    """K_i = coef * ring[window rows]; backward gathers through sigma^-1 and sums the ring's copies."""
 
     @staticmethod
-    def forward(ctx, ring, sigma, inverse, coef, total, block):
-        size = ring.numel()
-        copies = -(-total // size)
-        tiled = ring.repeat(copies) if copies > 1 else ring
-        main = sigma.numel() * block
-        out = torch.empty(total, dtype=ring.dtype, device=ring.device)
-        torch.index_select(tiled[:main].view(-1, block), 0, sigma, out=out[:main].view(-1, block))
-        out[main:] = tiled[main:total]
-        out.mul_(coef)
-        ctx.save_for_backward(inverse, coef)
-        ctx.shape = (size, copies, total, block)
-        return out
+    def forward(ctx, ring, wiring, shapes):
+        size, block, layout = ring.numel(), wiring.layout.block, wiring.layout
+        windows = _ring_windows(ring, block)
+        tail_base = layout.num_blocks * block
+        outputs = []
+        for (offset, first, count, tail_start, tail), shape in zip(layout.layers, shapes):
+            out = torch.empty(count * block + tail, dtype=ring.dtype, device=ring.device)
+            torch.index_select(windows, 0, wiring.index[first:first + count], out=out[:count * block].view(-1, block))
+            if tail:  # tails keep their order after all blocks in the tiled ring
+                out[count * block:] = windows[(tail_base + tail_start) % size, :tail]
+            outputs.append(out.mul_(wiring.coef[offset:offset + out.numel()]).view(shape))
+        ctx.wiring, ctx.size = wiring, size
+        ctx.set_materialize_grads(True)
+        return tuple(outputs)
 
     @staticmethod
-    def backward(ctx, grad_out):
-        inverse, coef = ctx.saved_tensors
-        size, copies, total, block = ctx.shape
-        scaled = grad_out * coef
-        main = inverse.numel() * block
-        tiled = torch.empty(copies * size, dtype=scaled.dtype, device=scaled.device)
-        torch.index_select(scaled[:main].view(-1, block), 0, inverse, out=tiled[:main].view(-1, block))
-        tiled[main:total] = scaled[main:]
-        tiled[total:] = 0
-        return tiled.view(copies, size).sum(0), None, None, None, None, None
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        wiring, size = ctx.wiring, ctx.size
+        layout, block, coef = wiring.layout, wiring.layout.block, wiring.coef
+        flat, tiled = _workspace(wiring, size, grads[0])
+        main = layout.num_blocks * block
+        for (offset, first, count, tail_start, tail), grad in zip(layout.layers, grads):
+            grad, n = grad.reshape(-1), count * block
+            torch.mul(grad[:n], coef[offset:offset + n], out=flat[first * block:first * block + n])
+            if tail:
+                torch.mul(grad[n:], coef[offset + n:offset + n + tail],
+                          out=flat[main + tail_start:main + tail_start + tail])
+        torch.index_select(flat[:main].view(-1, block), 0, wiring.inverse, out=tiled[:main].view(-1, block))
+        tiled[main:flat.numel()] = flat[main:]
+        copies = tiled.numel() // size
+        grad_ring = tiled.view(copies, size).sum(0) if copies > 1 else tiled.clone()
+        return grad_ring, None, None
 
 
 class _IndependentGenerate(torch.autograd.Function):
-    """V = coef * ring[index] with independently drawn entries (ablation; index_add_ backward)."""
+    """K_i = coef * ring[index] with independently drawn entries (ablation; index_add_ backward)."""
 
     @staticmethod
-    def forward(ctx, ring, index, coef):
-        ctx.save_for_backward(index, coef)
-        ctx.size = ring.numel()
-        return ring.index_select(0, index) * coef
+    def forward(ctx, ring, wiring, shapes):
+        ctx.wiring, ctx.size = wiring, ring.numel()
+        ctx.set_materialize_grads(True)
+        flat = ring.index_select(0, wiring.index).mul_(wiring.coef)
+        return tuple(p.view(shape) for p, shape in zip(flat.split([math.prod(s) for s in shapes]), shapes))
 
     @staticmethod
-    def backward(ctx, grad_out):
-        index, coef = ctx.saved_tensors
-        grad = torch.zeros(ctx.size, dtype=grad_out.dtype, device=grad_out.device)
-        return grad.index_add_(0, index, grad_out * coef), None, None
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        wiring = ctx.wiring
+        scaled = torch.cat([g.reshape(-1) for g in grads]).mul_(wiring.coef)
+        grad = torch.zeros(ctx.size, dtype=scaled.dtype, device=scaled.device)
+        return grad.index_add_(0, wiring.index, scaled), None, None
 
 
-def generate_flat(ring: torch.Tensor, spec: RingSpec, wiring: Wiring) -> torch.Tensor:
-    """All T virtual weights of one ring as a flat tensor (differentiable with respect to ``ring``)."""
-    if spec.sampling == "independent":
-        return _IndependentGenerate.apply(ring, wiring.index, wiring.coef)
-    return _EvenGenerate.apply(ring, wiring.index, wiring.inverse, wiring.coef, spec.total, spec.block)
+def generate(ring: torch.Tensor, spec: RingSpec, wiring: Wiring) -> tuple[torch.Tensor, ...]:
+    """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``."""
+    shapes = tuple(s.shape for s in spec.segments)
+    function = _IndependentGenerate if spec.sampling == "independent" else _EvenGenerate
+    return function.apply(ring, wiring, shapes)
 
 
 @dataclass
@@ -212,19 +258,25 @@ class RingGenerator:
                torch.is_inference_mode_enabled())
         if self._cache is not None and key == self._cache_key and not self._consumed[0]:
             return self._cache
-        flat = generate_flat(ring, self.spec, self.wiring(ring.device, ring.dtype))
+        weights = list(generate(ring, self.spec, self.wiring(ring.device, ring.dtype)))
         self._consumed = [False]
-        if flat.requires_grad:
+        if weights[0].grad_fn is not None:  # backward through this node frees its graph: generate anew next time
             consumed = self._consumed
-            flat.register_hook(lambda grad: consumed.__setitem__(0, True))
-        parts = flat.split([s.numel for s in self.spec.segments])
-        self._cache = [p.view(s.shape) for p, s in zip(parts, self.spec.segments)]
-        self._cache_key = key
-        return self._cache
+            weights[0].grad_fn.register_prehook(lambda grads: consumed.__setitem__(0, True))
+        self._cache, self._cache_key = weights, key
+        return weights
+
+    def latest(self, ring: torch.Tensor) -> list[torch.Tensor]:
+        """The most recent generation, whatever the grad mode (generating if there is none)."""
+        return self._cache if self._cache is not None else self.weights(ring)
 
     def wiring_bytes(self) -> int:
         """Bytes the wiring holds in memory now (0 in recompute mode)."""
         return sum(w.nbytes for w in self._wiring.values())
+
+    def workspace_bytes(self) -> int:
+        """Bytes of backward scratch kept between steps (cached mode)."""
+        return sum(w.workspace_bytes for w in self._wiring.values())
 
     def clear(self) -> None:
         """Forget cached weights (not the wiring)."""

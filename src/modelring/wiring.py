@@ -9,17 +9,19 @@ Everything here is integer arithmetic on int64 tensors (or Python ints) whose in
 ever used. Changing any function's output is a breaking change: bump ``WIRING_VERSION`` and the golden files
 in ``tests/expect``.
 
-Layout (version 1). The T virtual weights of one ring are numbered j = 0..T-1 (layer after layer). They are
-cut into ``nb = T // block`` blocks of ``block`` consecutive weights (the last ``T % block`` weights form a
-tail that keeps its place). A keyed bijection sigma on [0, nb) moves block b to position sigma(b) of the
-*tiled ring*, the ring repeated ceil(T/N) times, so virtual weight j reads ring entry pi(j) mod N with
-pi(b*block + i) = sigma(b)*block + i. Because pi is a bijection on [0, T), every entry is read floor(T/N) or
-ceil(T/N) times ("even sampling"). block=1 is the element-wise permutation of the paper; larger blocks keep
-the same statistics (independent random signs per weight) while making generation a copy of contiguous rows.
+Layout (version 1). The T virtual weights of one ring are numbered j = 0..T-1, layer after layer. Each layer
+is cut into blocks of ``block`` consecutive weights plus a tail of (size mod block) weights. Over the whole ring,
+the nb full blocks are numbered in order, and so are the tail weights. A keyed bijection sigma on [0, nb) puts
+full block b at position sigma(b)*block of the *tiled ring* (the ring repeated ceil(T/N) times); the tail
+weights take positions nb*block, nb*block+1, ... in order. So pi, virtual weight -> tiled position, is a
+bijection on [0, T) and weight j reads ring entry pi(j) mod N: every entry is read floor(T/N) or ceil(T/N)
+times ("even sampling"). block=1 is the element-wise permutation of the paper; larger blocks keep the same
+statistics (independent random signs per weight) while making generation a copy of contiguous rows.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -133,20 +135,42 @@ def normal_init(count: int, key: int, *, device: torch.device | str = "cpu") -> 
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
 
 
-def block_permutation(total: int, block: int, key: int, *, permute: bool = True,
+def block_permutation(num_blocks: int, key: int, *, permute: bool = True,
                       device: torch.device | str = "cpu") -> torch.Tensor:
-    """sigma: where each of the total // block blocks of virtual weights goes in the tiled ring (int64)."""
-    if block < 1:
-        raise ValueError(f"block must be a positive integer, got {block}")
-    num_blocks = total // block
+    """sigma: the tiled-ring block slot of each full block of virtual weights (int64)."""
     if not permute:
         return torch.arange(num_blocks, dtype=torch.int64, device=device)
     return keyed_permutation(num_blocks, key, device=device)
 
 
-def ring_entry_of(total: int, ring_size: int, block: int, key: int, *, permute: bool = True) -> torch.Tensor:
-    """pi(j) mod N for every virtual weight j: the ring entry it reads (int64). For tests and tools."""
-    sigma = block_permutation(total, block, key, permute=permute)
-    main = (sigma[:, None] * block + torch.arange(block)).reshape(-1)
-    tail = torch.arange(main.numel(), total, dtype=torch.int64)
-    return torch.cat([main, tail]) % ring_size
+@dataclass(frozen=True)
+class BlockLayout:
+    """Where each layer's blocks and tail sit: per-layer element offset, first block, block count, first tail
+    position (counted from nb*block) and tail length."""
+
+    block: int
+    num_blocks: int
+    layers: tuple[tuple[int, int, int, int, int], ...]
+
+    @classmethod
+    def of(cls, sizes: list[int], block: int) -> "BlockLayout":
+        if block < 1:
+            raise ValueError(f"block must be a positive integer, got {block}")
+        layers, offset, blocks, tails = [], 0, 0, 0
+        for size in sizes:
+            count, tail = divmod(size, block)
+            layers.append((offset, blocks, count, tails, tail))
+            offset, blocks, tails = offset + size, blocks + count, tails + tail
+        return cls(block, blocks, tuple(layers))
+
+
+def tiled_positions(sizes: list[int], block: int, key: int, *, permute: bool = True) -> torch.Tensor:
+    """pi(j) for every virtual weight j: its position in the tiled ring (int64). For tests and tools."""
+    layout = BlockLayout.of(sizes, block)
+    sigma = block_permutation(layout.num_blocks, key, permute=permute)
+    within = torch.arange(block)
+    parts = []
+    for _, first, count, tail_start, tail in layout.layers:
+        parts.append((sigma[first:first + count, None] * block + within).reshape(-1))
+        parts.append(layout.num_blocks * block + tail_start + torch.arange(tail))
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)

@@ -1,0 +1,132 @@
+"""Benchmark: training-step time RPG/dense, wiring bytes, checkpoint bytes. Prints figures, writes JSON.
+
+Usage: python bench/generation.py [--quick] [--threads 2] [--out bench/results/generation.json]
+
+Dense and RPG steps are interleaved (dense, rpg, dense, rpg, ...) so machine noise hits both alike; the
+reported time is the median over steps after warm-up. A step = zero_grad + forward + loss + backward + SGD
+(momentum 0.9, weight decay 1e-4) step, exactly what a training loop does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import modelring as mr
+from modelring.io import write_atomic
+
+PAPER_RING = 512 * 512 * 3 * 3  # the paper's ResNet-18 ring: one 512x512x3x3 conv
+
+
+def mlp(depth: int = 12, width: int = 1024, classes: int = 10) -> nn.Module:
+    """The generation-dominated case: many Linear layers, little compute per weight at small batch."""
+    layers = [nn.Linear(width, width) if i % 2 == 0 else nn.ReLU() for i in range(2 * depth)]
+    return nn.Sequential(*layers, nn.Linear(width, classes))
+
+
+def cases(quick: bool) -> list[dict]:
+    out = [dict(name="resnet20_b128", build=lambda: mr.create_model("resnet20"), ring=0.1,
+                input=(128, 3, 32, 32), channels_last=True),
+           dict(name="mlp12x1024_b16", build=mlp, ring=0.1, input=(16, 1024), channels_last=False)]
+    if not quick:
+        out.insert(1, dict(name="cifar_resnet18_b128", build=lambda: mr.create_model("cifar_resnet18"),
+                           ring=PAPER_RING, input=(128, 3, 32, 32), channels_last=True))
+    return out
+
+
+def _prepare(case: dict, rpg: bool, options: dict) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = case["build"]()
+    if rpg:
+        mr.convert(model, case["ring"], **options)
+    if case["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+
+def _step(model, opt, x, y) -> float:
+    start = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    return time.perf_counter() - start
+
+
+def step_times(case: dict, steps: int, options: dict) -> dict:
+    """Median step seconds for the dense and the RPG model, interleaved."""
+    x = torch.randn(case["input"])
+    if case["channels_last"]:
+        x = x.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (case["input"][0],))
+    models = {"dense": _prepare(case, False, options), "rpg": _prepare(case, True, options)}
+    times = {k: [] for k in models}
+    for i in range(steps + 2):
+        for k, (model, opt) in models.items():
+            t = _step(model, opt, x, y)
+            if i >= 2:  # warm-up: allocator, wiring build, first-touch pages
+                times[k].append(t)
+    dense, rpg = statistics.median(times["dense"]), statistics.median(times["rpg"])
+    counts = mr.count_params(models["rpg"][0])
+    return {"dense_s": dense, "rpg_s": rpg, "ratio": rpg / dense, "generated": counts.generated,
+            "ring": counts.ring, "dof_fraction": counts.dof_fraction,
+            "wiring_bytes_per_virtual": counts.wiring_bytes / counts.generated}
+
+
+def checkpoint_bytes(case: dict, options: dict) -> dict:
+    """File sizes: converted model vs its materialized dense equivalent, and the DESIGN bound."""
+    model, _ = _prepare(case, True, options)
+    counts = mr.count_params(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        rpg = mr.save(model, Path(tmp) / "rpg.safetensors").stat().st_size
+        dense = mr.save(mr.materialize(model), Path(tmp) / "dense.safetensors").stat().st_size
+    bound = 4 * (counts.ring + counts.free + counts.buffers) + 16 * 1024
+    return {"rpg_bytes": rpg, "dense_bytes": dense, "ratio": rpg / dense, "bound_bytes": bound,
+            "within_bound": rpg <= bound}
+
+
+def recompute_wiring_bytes() -> float:
+    model = mr.convert(mr.create_model("resnet20"), 0.1, wiring="recompute")
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    counts = mr.count_params(model)
+    return counts.wiring_bytes / counts.generated
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small cases and few steps (smoke run)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 8, quick 3)")
+    parser.add_argument("--block", type=int, default=16, help="convert(block=...) for the RPG models")
+    parser.add_argument("--out", default="bench/results/generation.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps = args.steps or (3 if args.quick else 8)
+    options = {"block": args.block}
+    result = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
+              "processor": platform.processor(), "block": args.block, "steps": steps, "cases": {}}
+    for case in cases(args.quick):
+        row = step_times(case, steps, options)
+        row["checkpoint"] = checkpoint_bytes(case, options)
+        result["cases"][case["name"]] = row
+        print(f"{case['name']:>22}: step dense {row['dense_s']*1e3:8.1f} ms  rpg {row['rpg_s']*1e3:8.1f} ms  "
+              f"ratio {row['ratio']:.3f}  wiring {row['wiring_bytes_per_virtual']:.3f} B/virtual  "
+              f"checkpoint {row['checkpoint']['rpg_bytes']:,} B vs dense {row['checkpoint']['dense_bytes']:,} B"
+              f" (bound {'met' if row['checkpoint']['within_bound'] else 'MISSED'})", flush=True)
+    result["recompute_wiring_bytes_per_virtual"] = recompute_wiring_bytes()
+    print(f"recompute wiring: {result['recompute_wiring_bytes_per_virtual']:.3f} B/virtual")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
