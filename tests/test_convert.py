@@ -188,6 +188,9 @@ def test_converting_twice_or_nothing_raises():
     model = mr.convert(mr.create_model("resnet20"), 0.1)
     with pytest.raises(ValueError, match="already converted"):
         mr.convert(model, 0.1)
+    outer = nn.Sequential(mr.convert(nn.Linear(3, 3), 5), nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="submodule '0' is already converted"):
+        mr.convert(outer, 5)
     with pytest.raises(ValueError, match="nothing to generate"):
         mr.convert(nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)), 0.1)
 
@@ -259,3 +262,34 @@ def test_scale_rules_give_kaiming_variance():
 def test_dead_entries_reported_when_ring_larger_than_model():
     counts = mr.count_params(mr.convert(nn.Linear(4, 4), 100))
     assert counts.dead == 84 and counts.generated == 16
+
+
+def test_forward_that_raises_leaves_the_model_usable():
+    class Fails(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.fail = True
+
+        def forward(self, x):
+            y = self.lin(x)
+            if self.fail:
+                raise RuntimeError("boom")
+            return y
+
+    model = mr.convert(Fails(), 4)
+    with pytest.raises(RuntimeError, match="boom"):
+        model(torch.randn(2, 3))
+    assert get_state(model).depth == 0
+    model.fail = False
+    model(torch.randn(2, 3)).sum().backward()
+    assert model.modelring_ring0.grad is not None
+
+
+def test_whole_model_pickles(tmp_path):
+    model = mr.convert(mr.create_model("resnet20"), 0.1).eval()
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)  # our own file, written just above
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

@@ -47,6 +47,13 @@ def test_state_dict_roundtrip_into_fresh_conversion():
     _same_outputs(model, fresh)
 
 
+def test_state_dict_moves_between_wiring_modes():
+    model = _trained(_model())
+    fresh = _model(seed=1, wiring="recompute")
+    fresh.load_state_dict(model.state_dict())
+    _same_outputs(model, fresh)
+
+
 def test_state_dict_spec_mismatch_is_refused():
     sd = _model().state_dict()
     other = mr.convert(mr.create_model("resnet20", num_classes=7), 0.05, seed=4)

@@ -67,9 +67,9 @@ class _EnterHook:
         self.state = state
 
     def __call__(self, module, args):
-        if self.state.depth == 0:
+        self.state.depth += 1  # first: the always-called exit hook undoes it even if generation raises
+        if self.state.depth == 1:
             self.state.write_weights(detach=False)
-        self.state.depth += 1
 
 
 class _ExitHook:
@@ -107,10 +107,15 @@ class _SpecLoadHook:
             missing.append(key)
             return
         theirs = decode_spec(state_dict.pop(key))
-        if theirs != json.loads(self.state.spec_json()):
+        if _value_spec(theirs) != _value_spec(json.loads(self.state.spec_json())):
             errors.append("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, "
                           "targets or wiring options); convert the model with the same options, or use "
                           "modelring.load(path) which rebuilds the model from the file's spec")
+
+
+def _value_spec(spec: dict) -> dict:
+    """The parts of a spec that decide generated values (the wiring mode only trades memory for time)."""
+    return {**spec, "rings": [{k: v for k, v in ring.items() if k != "wiring"} for ring in spec["rings"]]}
 
 
 def decode_spec(tensor: torch.Tensor) -> dict:
@@ -141,8 +146,9 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         permute: keyed permutation of where weights read the ring; False reads entry j mod N (ablation).
         reflect: independent random sign per virtual weight; False uses no sign flips (ablation).
         sampling: "even" (every entry used floor(T/N) or ceil(T/N) times) or "independent" (ablation).
-        scale: per-layer scale so a generated kernel has Kaiming variance 2/fan: "fan_in", "fan_out", None
-            (no scaling) or a callable (name, shape) -> float.
+        scale: initial std of each generated kernel: Kaiming sqrt(2/fan) with "fan_in" or "fan_out", a
+            callable (name, shape) -> std, or None (no per-layer scale: every layer reads the ring as it is).
+            The ring starts at the RMS of these stds and c_i = std_i / ring_std (see ``ring_scales``).
         rings: local rings: a mapping of parameter-name globs to sizes (first match wins), or a callable
             (name, module) -> group name with one ring per group (see ``rings_by_prefix``).
         include: what to generate: module types (their ``weight``) and/or parameter-name globs
@@ -159,16 +165,23 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
     if is_converted(model):
         raise ValueError("this model is already converted; call modelring.materialize(model) to get a plain "
                          "model first, or convert a fresh model")
+    inner = next((name for name, m in model.named_modules() if name and is_converted(m)), None)
+    if inner is not None:
+        raise ValueError(f"submodule {inner!r} is already converted; convert the whole model once (use rings= "
+                         "for separate rings per part), or materialize the submodule first")
     _check_options(seed=seed, sampling=sampling, wiring=wiring, block=block, scale=scale)
     targets = select_targets(model, include=include, exclude=exclude)
     groups = _group_targets(targets, ring_size, rings)
     specs = []
     for index, (names, size) in enumerate(groups):
-        segments = _segments([(n, targets[n]) for n in names], scale)
+        named = [(n, tuple(targets[n][0].shape)) for n in names]
+        scales, ring_std = ring_scales(named, scale)
+        segments = _segments(named, scales)
         total = sum(s.numel for s in segments)
         elem = targets[names[0]][0].element_size()
         specs.append(RingSpec(name=f"ring{index}", index=index, size=resolve_ring_size(size, total, elem),
-                              seed=seed, segments=tuple(segments), block=block, permute=permute,
+                              seed=seed, segments=tuple(segments), init_std=ring_std, block=block,
+                              permute=permute,
                               reflect=reflect, sampling=sampling, wiring=wiring))
     return apply_specs(model, specs)
 
@@ -319,10 +332,10 @@ def resolve_ring_size(size: RingSize, total: int, element_size: int = 4) -> int:
     return entries
 
 
-def layer_scale(rule, name: str, shape: tuple[int, ...]) -> float:
-    """c_i: the per-layer scale giving generated weights (from a unit-variance ring) variance 2/fan."""
+def target_std(rule, name: str, shape: tuple[int, ...]) -> float | None:
+    """sigma_i: the standard deviation a layer's weights should start with (Kaiming: sqrt(2 / fan))."""
     if rule is None:
-        return 1.0
+        return None
     if callable(rule):
         return float(rule(name, shape))
     receptive = math.prod(shape[2:])
@@ -331,12 +344,29 @@ def layer_scale(rule, name: str, shape: tuple[int, ...]) -> float:
     return math.sqrt(2.0 / (fan_in if rule == "fan_in" else fan_out))
 
 
-def _segments(named: list[tuple[str, tuple]], rule) -> list[Segment]:
+def ring_scales(named: list[tuple[str, tuple[int, ...]]], rule) -> tuple[list[float], float]:
+    """Per-layer scales c_i and the ring's initial std sigma_W, with c_i * sigma_W = sigma_i.
+
+    sigma_W is the RMS of the sigma_i over all virtual weights, so c_i is near 1 for the bulk of the weights:
+    a layer's own gradient then moves its weights about as fast as in the dense model (a ring initialised at
+    unit variance with c_i = sigma_i would learn ~fan/2 times slower behind BatchNorm). ``rule=None`` means
+    c_i = 1 and the ring starts at the fan-in RMS.
+    """
+    stds = [target_std(rule or "fan_in", name, shape) for name, shape in named]
+    sizes = [math.prod(shape) for _, shape in named]
+    ring_std = math.sqrt(sum(n * s * s for n, s in zip(sizes, stds)) / sum(sizes))
+    if rule is None:
+        return [1.0] * len(named), ring_std
+    if ring_std == 0.0:
+        return [0.0] * len(named), 1.0
+    return [s / ring_std for s in stds], ring_std
+
+
+def _segments(named: list[tuple[str, tuple[int, ...]]], scales: list[float]) -> list[Segment]:
     segments, offset = [], 0
-    for name, (param, _) in named:
-        shape = tuple(param.shape)
-        segments.append(Segment(name, shape, layer_scale(rule, name, shape), offset))
-        offset += param.numel()
+    for (name, shape), scale in zip(named, scales):
+        segments.append(Segment(name, shape, scale, offset))
+        offset += math.prod(shape)
     return segments
 
 

@@ -51,6 +51,7 @@ class RingSpec:
     size: int
     seed: int
     segments: tuple[Segment, ...]
+    init_std: float = 1.0
     block: int = 16
     permute: bool = True
     reflect: bool = True
@@ -67,8 +68,8 @@ class RingSpec:
         return wr.derive_key(self.seed, self.index, purpose)
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("name", "index", "size", "seed", "block", "permute", "reflect",
-                                             "sampling", "wiring", "wiring_version")}
+        out = {k: getattr(self, k) for k in ("name", "index", "size", "seed", "init_std", "block", "permute",
+                                             "reflect", "sampling", "wiring", "wiring_version")}
         out["segments"] = [{"name": s.name, "shape": list(s.shape), "scale": s.scale} for s in self.segments]
         return out
 
@@ -139,8 +140,8 @@ def _coefficients(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> t
 
 
 def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
-    """The ring's starting values: N(0, 1) from the integer hash, so every machine starts identically."""
-    return wr.normal_init(spec.size, spec.key(_PURPOSE_INIT)).to(device=device, dtype=dtype)
+    """The ring's starting values: N(0, init_std^2) from the integer hash, identical on every machine."""
+    return (wr.normal_init(spec.size, spec.key(_PURPOSE_INIT)) * spec.init_std).to(device=device, dtype=dtype)
 
 
 def _ring_windows(ring: torch.Tensor, block: int) -> torch.Tensor:
