@@ -293,3 +293,43 @@ def test_whole_model_pickles(tmp_path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_ring_scales_keep_kaiming_std_with_ring_at_rms():
+    from modelring.convert import ring_scales, target_std
+
+    named = [("a", (64, 3, 3, 3)), ("b", (64, 64, 3, 3)), ("c", (10, 64))]
+    scales, ring_std = ring_scales(named, "fan_in")
+    stds = [target_std("fan_in", n, s) for n, s in named]
+    assert stds[1] == pytest.approx((2 / 576) ** 0.5)
+    for c, std in zip(scales, stds):
+        assert c * ring_std == pytest.approx(std)
+    sizes = [1728, 36864, 640]
+    assert ring_std ** 2 == pytest.approx(sum(n * s * s for n, s in zip(sizes, stds)) / sum(sizes))
+    assert 0.6 < scales[1] < 1.0  # the bulk of the weights reads the ring at a scale near 1
+    ones, std_none = ring_scales(named, None)
+    assert ones == [1.0, 1.0, 1.0] and std_none == pytest.approx(ring_std)
+    model = mr.convert(nn.Sequential(nn.Linear(400, 300)), 100_000)
+    assert model.modelring_ring0.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+
+
+def test_one_generation_per_training_forward_and_none_in_repeated_eval(monkeypatch):
+    import modelring.generate as gen_module
+
+    calls = []
+    real = gen_module.generate
+    monkeypatch.setattr(gen_module, "generate", lambda *a: calls.append(1) or real(*a))
+    model = mr.convert(mr.create_model("resnet20"), 0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls.clear()
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        opt.step()
+    assert len(calls) == 3
+    model.eval()
+    calls.clear()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(2, 3, 32, 32))
+    assert len(calls) == 1

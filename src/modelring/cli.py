@@ -40,7 +40,8 @@ def cmd_count(args) -> int:
 def cmd_demo(args) -> int:
     """Convert a ResNet-20, show its accounting, check a training step, the checkpoint and materialize."""
     torch.manual_seed(0)
-    model = convert(create_model(args.model), _ring_size(args.ring_size), seed=args.seed)
+    model = convert(create_model(args.model), _ring_size(args.ring_size), seed=args.seed,
+                    exclude=args.exclude or None)
     counts = count_params(model)
     print(counts)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ring-size", default="0.05")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--exclude", nargs="*", default=["conv1.weight", "fc.*"],
+                   help="parameter-name globs to keep free (default: stem conv and classifier, as in the paper)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -36,10 +36,10 @@ RingSize = int | float | str
 class ConvertedState:
     """What ``convert`` attaches to the root module (as ``model._modelring``)."""
 
-    root: nn.Module
+    root: nn.Module = field(repr=False)
     generators: list[RingGenerator]
-    owners: list[list[tuple[nn.Module, str]]]  # per ring, per segment: every (module, attribute) holding it
-    handles: list = field(default_factory=list)
+    owners: list[list[tuple[nn.Module, str]]] = field(repr=False)  # per ring, per segment: (module, attribute)
+    handles: list = field(default_factory=list, repr=False)
     depth: int = 0
 
     def ring(self, i: int) -> torch.Tensor:

@@ -173,7 +173,8 @@ class _EvenGenerate(torch.autograd.Function):
         outputs = []
         for (offset, first, count, tail_start, tail), shape in zip(layout.layers, shapes):
             out = torch.empty(count * block + tail, dtype=ring.dtype, device=ring.device)
-            torch.index_select(windows, 0, wiring.index[first:first + count], out=out[:count * block].view(-1, block))
+            rows = out[:count * block].view(-1, block)
+            torch.index_select(windows, 0, wiring.index[first:first + count], out=rows)
             if tail:  # tails keep their order after all blocks in the tiled ring
                 out[count * block:] = windows[(tail_base + tail_start) % size, :tail]
             outputs.append(out.mul_(wiring.coef[offset:offset + out.numel()]).view(shape))

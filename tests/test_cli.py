@@ -1,0 +1,32 @@
+"""The modelring command: asserted output and exit codes."""
+import subprocess
+import sys
+
+from modelring.cli import main
+
+
+def test_list_models(capsys):
+    assert main(["list-models", "resnet*"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "resnet20" in names and "resnet50" in names and "cifar_resnet18" not in names
+
+
+def test_count_dense_and_converted(capsys):
+    assert main(["count", "resnet20"]) == 0
+    assert "DoF 269,722 of 269,722" in capsys.readouterr().out
+    assert main(["count", "resnet20", "--ring-size", "1000", "--exclude", "conv1.weight", "fc.*"]) == 0
+    out = capsys.readouterr().out
+    assert "ring 1,000" in out and "layer3.2.conv2.weight" in out and "\nconv1.weight " not in out
+
+
+def test_bad_ring_size_is_a_clear_error(capsys):
+    assert main(["count", "resnet20", "--ring-size", "lots"]) == 2
+    assert "cannot read ring size 'lots'" in capsys.readouterr().err
+    assert main(["count", "nosuchmodel"]) == 2
+    assert "nosuchmodel" in capsys.readouterr().err
+
+
+def test_demo_runs_as_console_script():
+    out = subprocess.run([sys.executable, "-m", "modelring", "demo", "--steps", "3"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "DoF" in out and "identical outputs" in out and "checkpoint" in out
