@@ -104,6 +104,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 8, quick 3)")
     parser.add_argument("--block", type=int, default=16, help="convert(block=...) for the RPG models")
+    parser.add_argument("--only", nargs="*", help="run only these case names")
     parser.add_argument("--out", default="bench/results/generation.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -112,6 +113,8 @@ def main(argv=None) -> dict:
     result = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
               "processor": platform.processor(), "block": args.block, "steps": steps, "cases": {}}
     for case in cases(args.quick):
+        if args.only and case["name"] not in args.only:
+            continue
         row = step_times(case, steps, options)
         row["checkpoint"] = checkpoint_bytes(case, options)
         result["cases"][case["name"]] = row
