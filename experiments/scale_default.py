@@ -32,6 +32,8 @@ VARIANTS = {
     "fan_in, block 1": dict(scale="fan_in", block=1, **PAPER),
     "fan_in, block 64": dict(scale="fan_in", block=64, **PAPER),
     "fan_in, block 16, stem+fc generated too": dict(scale="fan_in", block=16),
+    "fan_out, block 16, stem+fc generated too": dict(scale="fan_out", block=16),
+    "none, block 16, stem+fc generated too": dict(scale=None, block=16),
 }
 
 
@@ -75,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--only", nargs="*", help="run only these variants (names as in VARIANTS)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/scale_default"))
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -82,6 +85,8 @@ def main(argv=None):
     start = time.time()
     rows = {}
     for name, variant in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
         accs = [run(variant, seed, train, test, args.epochs, args.batch) for seed in args.seeds]
         rows[name] = {"acc": accs, "mean": statistics.mean(accs),
                       "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}

@@ -162,3 +162,31 @@ def test_failed_save_leaves_previous_file_intact(tmp_path):
     with pytest.raises(TypeError, match="not a tensor"):
         mr.save(Weird(), path)
     assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_spec_that_does_not_fit_leaves_model_untouched(tmp_path):
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    other = mr.create_model("resnet32", num_classes=7)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match="does not fit this model: missing"):
+        mr.load(path, model=other)
+    assert not mr.is_converted(other) and not other._forward_pre_hooks
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+
+
+def test_tampered_spec_is_a_clear_error(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    spec = json.loads(meta["spec"])
+    del spec["rings"][0]["segments"]
+    save_file(tensors, str(path), metadata={**meta, "spec": json.dumps(spec)})
+    with pytest.raises(ValueError, match="unreadable modelring spec"):
+        mr.load(path)
+    spec["rings"][0]["wiring_version"] = 99
+    save_file(tensors, str(path), metadata={**meta, "spec": json.dumps({"rings": [{"wiring_version": 99}]})})
+    with pytest.raises(ValueError, match="wiring version 99"):
+        mr.load(path)

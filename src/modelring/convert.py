@@ -133,7 +133,7 @@ def is_converted(model: nn.Module) -> bool:
 
 
 def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
-            reflect: bool = True, sampling: str = "even", scale: str | Callable | None = "fan_in",
+            reflect: bool = True, sampling: str = "even", scale: str | Callable | None = None,
             rings: Mapping[str, RingSize] | Callable | None = None, include=None, exclude=None,
             wiring: str = "cached", block: int = 16) -> nn.Module:
     """Generate a model's weights from model rings, in place.
@@ -146,9 +146,11 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         permute: keyed permutation of where weights read the ring; False reads entry j mod N (ablation).
         reflect: independent random sign per virtual weight; False uses no sign flips (ablation).
         sampling: "even" (every entry used floor(T/N) or ceil(T/N) times) or "independent" (ablation).
-        scale: initial std of each generated kernel: Kaiming sqrt(2/fan) with "fan_in" or "fan_out", a
-            callable (name, shape) -> std, or None (no per-layer scale: every layer reads the ring as it is).
-            The ring starts at the RMS of these stds and c_i = std_i / ring_std (see ``ring_scales``).
+        scale: None (default: no per-layer scale, c_i = 1, the ring starts at the RMS of the layers' Kaiming
+            fan-in stds), or a per-layer initial std: Kaiming sqrt(2/fan) with "fan_in" / "fan_out", or a
+            callable (name, shape) -> std; then c_i = std_i / ring_std (see ``ring_scales``). None is the
+            default because it measured as good as the others when stem and classifier stay free, and it is
+            the only rule that still trains when they are generated too (docs/results/scale_default*.md).
         rings: local rings: a mapping of parameter-name globs to sizes (first match wins), or a callable
             (name, module) -> group name with one ring per group (see ``rings_by_prefix``).
         include: what to generate: module types (their ``weight``) and/or parameter-name globs
@@ -181,8 +183,7 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         elem = targets[names[0]][0].element_size()
         specs.append(RingSpec(name=f"ring{index}", index=index, size=resolve_ring_size(size, total, elem),
                               seed=seed, segments=tuple(segments), init_std=ring_std, block=block,
-                              permute=permute,
-                              reflect=reflect, sampling=sampling, wiring=wiring))
+                              permute=permute, reflect=reflect, sampling=sampling, wiring=wiring))
     return apply_specs(model, specs)
 
 
@@ -392,25 +393,15 @@ def rings_per_stage(model: nn.Module) -> Callable[[str, nn.Module], str]:
 def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -> nn.Module:
     """Install rings described by ``specs`` on ``model`` (used by ``convert`` and by ``load``)."""
     params = dict(model.named_parameters())
-    for spec in specs:
-        for seg in spec.segments:
-            if seg.name not in params:
-                raise ValueError(f"the spec generates {seg.name!r}, which this model does not have; the model "
-                                 "must be built exactly as the one that was converted")
-            if tuple(params[seg.name].shape) != seg.shape:
-                raise ValueError(f"{seg.name} has shape {tuple(params[seg.name].shape)} here but {seg.shape} "
-                                 "in the spec")
+    for spec in specs:  # validate everything before touching the model: an error leaves it unchanged
+        _check_spec_fits(model, spec, params)
     state = ConvertedState(model, [RingGenerator(s) for s in specs], [])
     for spec in specs:
         first = params[spec.segments[0].name]
-        _check_same_device_dtype(spec, params, first)
         owners = [_owners_of(model, params[seg.name]) for seg in spec.segments]
         value = initial_ring(spec, first.dtype, first.device) if init else torch.zeros(
             spec.size, dtype=first.dtype, device=first.device)
-        attr = RING_PREFIX + spec.name
-        if hasattr(model, attr):
-            raise ValueError(f"the model already has an attribute {attr!r}")
-        model.register_parameter(attr, nn.Parameter(value))
+        model.register_parameter(RING_PREFIX + spec.name, nn.Parameter(value))
         for owner_list in owners:
             for module, name in owner_list:
                 del module._parameters[name]
@@ -422,13 +413,22 @@ def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -
     return model
 
 
-def _check_same_device_dtype(spec: RingSpec, params: dict, first: torch.Tensor) -> None:
+def _check_spec_fits(model: nn.Module, spec: RingSpec, params: dict) -> None:
+    """The model has every parameter the spec generates, with its shape, one dtype/device, and a free name."""
+    if hasattr(model, RING_PREFIX + spec.name):
+        raise ValueError(f"the model already has an attribute {RING_PREFIX + spec.name!r}")
+    first = None
     for seg in spec.segments:
+        if seg.name not in params:
+            raise ValueError(f"the spec generates {seg.name!r}, which this model does not have; the model "
+                             "must be built exactly as the one that was converted")
         p = params[seg.name]
-        if p.dtype != first.dtype or p.device != first.device:
-            raise ValueError(f"all weights of one ring must share dtype and device: {seg.name} is "
-                             f"{p.dtype} on {p.device}, {spec.segments[0].name} is {first.dtype} on "
-                             f"{first.device}")
+        if tuple(p.shape) != seg.shape:
+            raise ValueError(f"{seg.name} has shape {tuple(p.shape)} here but {seg.shape} in the spec")
+        first = first if first is not None else (seg.name, p)
+        if p.dtype != first[1].dtype or p.device != first[1].device:
+            raise ValueError(f"all weights of one ring must share dtype and device: {seg.name} is {p.dtype} on "
+                             f"{p.device}, {first[0]} is {first[1].dtype} on {first[1].device}")
 
 
 def _owners_of(model: nn.Module, param: torch.Tensor) -> list[tuple[nn.Module, str]]:

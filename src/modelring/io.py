@@ -111,18 +111,42 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     spec = json.loads(meta["spec"]) if meta.get("spec") else None
     if model is None:
         model = _model_from_registry(path, json.loads(meta.get("model") or "null"))
+    for name, original in json.loads(meta.get("aliases") or "{}").items():
+        tensors[name] = tensors[original]
     if spec is not None and get_state(model) is None:
-        apply_specs(model, [RingSpec.from_dict(r) for r in spec["rings"]], init=False)
+        rings = _ring_specs(path, spec)
+        _check_fits_unconverted(path, model, tensors, rings)  # before converting: a misfit changes nothing
+        apply_specs(model, rings, init=False)
     elif spec is None and get_state(model) is not None:
         raise ValueError(f"{path} holds a plain (unconverted) model but the given model is converted; pass an "
                          "unconverted model")
-    for name, original in json.loads(meta.get("aliases") or "{}").items():
-        tensors[name] = tensors[original]
     if spec is not None:
         data = json.dumps(spec, sort_keys=True).encode()
         tensors[SPEC_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     model.load_state_dict(tensors, strict=True)
     return model
+
+
+def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[RingSpec]) -> None:
+    """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included."""
+    generated = {seg.name for ring in rings for seg in ring.segments}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in generated}
+    expected.update({"modelring_" + ring.name: (ring.size,) for ring in rings})
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"shape mismatch {wrong[:5]}; pass a model built like the saved one (same registry "
+                         "name and kwargs), or omit model= to rebuild it from the file")
+
+
+def _ring_specs(path, spec: dict) -> list[RingSpec]:
+    try:
+        return [RingSpec.from_dict(ring) for ring in spec["rings"]]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} holds an unreadable modelring spec ({err!r}); the file is damaged or was "
+                         "edited") from err
 
 
 def _model_from_registry(path, model_spec: dict | None) -> nn.Module:
