@@ -17,4 +17,4 @@ def test_quick_benchmark_writes_json(tmp_path):
         assert row["dense_s"] > 0 and row["rpg_s"] > 0
         assert row["wiring_bytes_per_virtual"] <= 5.0
         assert row["checkpoint"]["within_bound"]
-    assert result["recompute_wiring_bytes_per_virtual"] == 0.0
+    assert result["recompute"]["wiring_bytes_per_virtual"] == 0.0
