@@ -106,15 +106,15 @@ def count_params(model: nn.Module) -> ParamCount:
     """
     state = get_state(model)
     ring_names = {RING_PREFIX + g.spec.name for g in state.generators} if state else set()
-    ring = free = frozen = nbytes = 0
-    for name, p in model.named_parameters():
+    ring = free = dof = nbytes = 0
+    for name, p in model.named_parameters():  # deduplicated: a shared tensor counts once
         nbytes += p.numel() * p.element_size()
+        dof += p.numel() if p.requires_grad else 0
         if name in ring_names:
             ring += p.numel()
         else:
             free += p.numel()
-            frozen += 0 if p.requires_grad else p.numel()
-    trainable_ring = sum(p.numel() for n, p in model.named_parameters() if n in ring_names and p.requires_grad)
+    frozen = free - sum(p.numel() for n, p in model.named_parameters() if n not in ring_names and p.requires_grad)
     rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes = [], [], 0, 0, 0, 0
     for i, gen in enumerate(state.generators if state else []):
         spec, elem = gen.spec, state.ring(i).element_size()
@@ -126,7 +126,7 @@ def count_params(model: nn.Module) -> ParamCount:
         wiring_bytes += gen.wiring_bytes()
         workspace_bytes += gen.workspace_bytes()
     buffers = sum(b.numel() for b in model.buffers())
-    return ParamCount(dof=trainable_ring + free - frozen, ring=ring, free=free, frozen=frozen,
+    return ParamCount(dof=dof, ring=ring, free=free, frozen=frozen,
                       virtual=generated + free, generated=generated, buffers=buffers, bytes=nbytes,
                       dense_bytes=nbytes + generated_bytes, wiring_bytes=wiring_bytes,
                       workspace_bytes=workspace_bytes,
