@@ -333,3 +333,15 @@ def test_one_generation_per_training_forward_and_none_in_repeated_eval(monkeypat
         for _ in range(4):
             model(torch.randn(2, 3, 32, 32))
     assert len(calls) == 1
+
+
+def test_functional_call_with_a_substituted_ring():
+    model = mr.convert(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), 10)
+    x = torch.randn(3, 4)
+    ring = torch.randn(10, requires_grad=True)
+    out = torch.func.functional_call(model, {"modelring_ring0": ring}, (x,))
+    out.sum().backward()
+    assert ring.grad is not None and ring.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.modelring_ring0.copy_(ring)
+    torch.testing.assert_close(model(x), out)
