@@ -66,9 +66,77 @@ def cmd_demo(args) -> int:
     return 0 if same else 1
 
 
+def cmd_train(args) -> int:
+    """Train from a YAML recipe with dotted overrides."""
+    from .config import load_config
+    from .train import run
+
+    cfg = load_config(args.config, args.overrides)
+    run(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Evaluate a run's model (or any model file) on the test split of the run's data."""
+    from .config import load_config
+    from .io import load
+    from .train import _loader, build_data, evaluate
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of a run")
+    cfg = load_config(run_dir / "config.yaml", args.overrides)
+    model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
+    _, test_ds, _, _ = build_data(cfg)
+    stats = evaluate(model, _loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None),
+                     torch.device(cfg["train"]["device"]))
+    print(f"test loss {stats['loss']:.4f}  top-1 {stats['top1']:.4f}  top-5 {stats['top5']:.4f}  "
+          f"({len(test_ds):,} images)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Materialize a model file into a plain one (no ring), and ONNX when ``onnx`` is installed."""
+    from .io import load
+
+    model = load(args.model)
+    dense = materialize(model) if count_params(model).ring else model
+    path = save(dense, args.out)
+    print(f"wrote {path} ({path.stat().st_size:,} B, plain {type(dense).__name__} weights)")
+    if args.onnx:
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError("--onnx needs the onnx package: pip install onnx") from None
+        dense.eval()
+        shape = [1] + [int(v) for v in args.input_shape.split(",")]
+        torch.onnx.export(dense, torch.randn(shape), args.onnx)
+        print(f"wrote {args.onnx}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelring", description="Recurrent Parameter Generators for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train from a YAML recipe, e.g. configs/fmnist_resnet20_rpg.yaml",
+                       description="Train a classifier. Overrides are dotted key=value pairs parsed as YAML, "
+                                   "e.g. ring.size=0.05 train.epochs=3 data.root=/data/cifar; unknown keys "
+                                   "are refused. Writes logs, last.pt, best/model.safetensors to out.dir.")
+    p.add_argument("config", help="YAML recipe (see configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides: section.key=value")
+    p.add_argument("--resume", action="store_true", help="continue from out.dir/last.pt (same config)")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="evaluate a run's best model on its test split")
+    p.add_argument("run", help="the run folder (out.dir of a training run)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/elsewhere")
+    p.add_argument("--model", help="model file to evaluate instead of RUN/best.safetensors")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("export", help="materialize a model file to plain weights (and ONNX)")
+    p.add_argument("model", help="a .safetensors file written by modelring (e.g. RUN/best.safetensors)")
+    p.add_argument("out", help="output .safetensors with plain (dense) weights")
+    p.add_argument("--onnx", help="also write an ONNX file here (needs the onnx package)")
+    p.add_argument("--input-shape", default="3,32,32", help="C,H,W of the ONNX example input")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("list-models", help="list registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
     p.set_defaults(func=cmd_list_models)
@@ -94,7 +162,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         print(f"modelring: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,22 @@
-"""Readers for standard on-disk data set formats."""
+"""Readers for standard on-disk data set formats, and augmentation transforms written in plain torch."""
+from .base import TensorImageDataset, TransformedDataset, pad_to_size, reformat, repeat_channels
+from .cifar import RestrictedUnpickler, UnsafePickleError, cifar, load_pickle
+from .datasets import DATASET_NAMES, build_dataset
 from .idx import read_idx
+from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, decode_image, image_folder
+from .mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, mnist
+from .transforms import (center_crop, normalize, random_crop, random_hflip, random_resized_box,
+                         random_resized_crop, resize_center_crop)
 
-__all__ = ["read_idx"]
+__all__ = [
+    "read_idx",
+    # readers
+    "build_dataset", "DATASET_NAMES", "cifar", "mnist", "image_folder",
+    "TensorImageDataset", "TransformedDataset", "ImageFolderDataset",
+    "reformat", "pad_to_size", "repeat_channels", "decode_image", "load_pickle",
+    "RestrictedUnpickler", "UnsafePickleError",
+    "IMAGE_EXTENSIONS", "MNIST_CLASSES", "FASHION_MNIST_CLASSES",
+    # transforms
+    "random_crop", "random_hflip", "random_resized_crop", "random_resized_box", "center_crop",
+    "resize_center_crop", "normalize",
+]

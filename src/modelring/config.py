@@ -1,0 +1,109 @@
+"""Run configuration: plain nested values with defaults, YAML recipes and dotted ``key=value`` overrides.
+
+Every key a recipe or an override may set exists in ``default_config()``; an unknown key is an error that
+names the closest known keys (a typo never passes silently). Override values are parsed as YAML scalars, so
+``train.epochs=3``, ``ring.size=0.05``, ``ring.size=2MB``, ``ring.exclude=[conv1.weight,fc.*]`` and
+``ring.scale=null`` all do what they say.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+
+import yaml
+
+
+def default_config() -> dict:
+    """Every configurable key with its default value."""
+    return {
+        "model": {"name": "resnet20", "kwargs": {}},
+        "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
+                 "scale": None, "block": 16, "permute": True, "reflect": True, "sampling": "even",
+                 "wiring": "cached", "rings": None},
+        "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
+                 "train_limit": None, "test_limit": None},
+        "train": {"epochs": 3, "batch_size": 128, "eval_batch_size": 500, "lr": 0.1, "momentum": 0.9,
+                  "nesterov": True, "weight_decay": 1e-4, "ring_weight_decay": None, "schedule": "cosine",
+                  "warmup_epochs": 0.0, "decay_epochs": 45.0, "step_epochs": 30, "gamma": 0.1,
+                  "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
+                  "device": "cpu", "progress": True},
+        "out": {"dir": "runs/default", "tensorboard": True},
+    }
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    """Defaults, updated by a YAML recipe (optional), then by ``key=value`` overrides.
+
+    Raises:
+        FileNotFoundError: the recipe does not exist.
+        ValueError: unknown keys, malformed overrides or unreadable YAML.
+    """
+    config = default_config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no config file at {path}; recipes live in configs/")
+        try:
+            recipe = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML: {err}") from err
+        if not isinstance(recipe, dict):
+            raise ValueError(f"{path} must hold a mapping of sections (model, ring, data, train, out)")
+        merge(config, recipe, source=str(path))
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(config, key, value)
+    return config
+
+
+def merge(config: dict, update: dict, *, source: str, prefix: str = "") -> None:
+    """Update ``config`` in place with ``update``, refusing keys that ``config`` does not have."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if key not in config:
+            raise ValueError(f"{source}: unknown key {dotted!r}{_suggest(key, config)}")
+        if isinstance(config[key], dict) and key != "kwargs":
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: {dotted!r} must be a mapping, got {value!r}")
+            merge(config[key], value, source=source, prefix=dotted + ".")
+        else:
+            config[key] = value
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """``"a.b=value"`` -> ("a.b", YAML-parsed value)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
+    try:
+        return key.strip(), yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"cannot parse the value of override {item!r}: {err}") from err
+
+
+def set_dotted(config: dict, key: str, value) -> None:
+    """Set ``config['a']['b'] = value`` for key "a.b"; unknown keys are refused (``model.kwargs.*`` is free)."""
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part not in node or not isinstance(node[part], dict):
+            raise ValueError(f"unknown key {'.'.join(parts[:i + 1])!r}{_suggest(part, node)}")
+        node = node[part]
+        if part == "kwargs":  # builder keyword arguments are the model's business
+            node[parts[-1]] = value
+            return
+    if parts[-1] not in node:
+        raise ValueError(f"unknown key {key!r}{_suggest(parts[-1], node)}")
+    if isinstance(node[parts[-1]], dict) and parts[-1] != "kwargs":
+        raise ValueError(f"{key!r} is a section; set one of its keys, e.g. {key}.{next(iter(node[parts[-1]]))}")
+    node[parts[-1]] = value
+
+
+def _suggest(key: str, known: dict) -> str:
+    close = difflib.get_close_matches(key, list(known), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
+
+
+def dump_config(config: dict) -> str:
+    """The config as YAML (what a run records beside its logs)."""
+    return yaml.safe_dump(copy.deepcopy(config), sort_keys=False)

@@ -1,0 +1,56 @@
+"""build_dataset: one entry point over the readers, by name.
+
+Expected layouts under ``root`` (details in each reader's module):
+
+    cifar10        root/cifar-10-batches-py/...  (or root is that folder)    -> modelring.data.cifar
+    cifar100       root/cifar-100-python/...     (or root is that folder)    -> modelring.data.cifar
+    mnist          root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]    -> modelring.data.mnist
+    fashion_mnist  same file names as mnist                                  -> modelring.data.mnist
+    imagefolder    root/train/<class>/<image>, root/val/<class>/<image>      -> modelring.data.image_folder
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from .base import reformat
+from .cifar import cifar
+from .image_folder import image_folder
+from .mnist import mnist
+
+DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+
+
+def _read(name: str, root: Path, train: bool) -> Dataset:
+    if name == "cifar10":
+        return cifar(root, train=train, num_classes=10)
+    if name == "cifar100":
+        return cifar(root, train=train, num_classes=100)
+    if name in ("mnist", "fashion_mnist"):
+        return mnist(root, train=train, fashion=name == "fashion_mnist")
+    return image_folder(root / ("train" if train else "val"))
+
+
+def build_dataset(name: str, root: str | os.PathLike, *, train: bool, pad_to: int | None = None,
+                  channels: int | None = None) -> Dataset:
+    """Open a named data set split, optionally padded and channel-repeated to fit a model's input.
+
+    Args:
+        name: one of ``DATASET_NAMES``: cifar10, cifar100, mnist, fashion_mnist, imagefolder.
+        root: where the data lies (see the module docstring); for imagefolder, the folder holding train/ and val/.
+        train: training split if True, else the test (``val`` for imagefolder) split.
+        pad_to: zero-pad images to ``pad_to`` x ``pad_to`` (e.g. 32 for 28x28 MNIST into a CIFAR model).
+        channels: repeat 1-channel images to this many channels (e.g. 3).
+
+    Returns:
+        A dataset of (uint8 CHW image, int label) with a ``classes`` attribute.
+
+    Raises:
+        ValueError: unknown name, or the data is corrupt.
+        FileNotFoundError: the data is missing (the message says what was expected where and how to get it).
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    return reformat(_read(name, Path(root), train), pad_to=pad_to, channels=channels)

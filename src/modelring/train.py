@@ -1,0 +1,369 @@
+"""The training loop for classification: data, model (+ ring), SGD, schedule, evaluation, checkpoints, logs.
+
+One readable module, top to bottom: ``run(config)`` builds everything from a plain config dict (see
+``modelring.config``), trains epoch by epoch, evaluates after each epoch (loss, top-1, top-5), writes
+``last.pt`` (model, optimizer, scheduler, RNG state, epoch, config; atomic) and the best model as a
+self-describing ``best.safetensors``, logs ``metrics.csv`` / ``metrics.jsonl`` (and TensorBoard when
+installed), and returns a final report.
+
+Determinism: the data order of epoch e and the augmentation of sample i in epoch e come from integer keys of
+(seed, e[, i]), not from a running random stream, so a run resumed from ``last.pt`` replays exactly the same
+batches; on CPU the final ring is bitwise equal to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import data as D
+from .config import dump_config
+from .convert import RING_PREFIX, convert, materialize, rings_per_stage
+from .count import count_params
+from .io import save, write_atomic
+from .models import create_model
+from .wiring import derive_key
+
+NORMALIZATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+DEFAULT_ROOTS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+SCHEDULES = ("cosine", "paper", "step", "constant")
+
+
+class AugmentedDataset(Dataset):
+    """A split with its per-sample transform; randomness keyed by (seed, epoch, index), so workers and
+    resumed runs see exactly the same augmentation."""
+
+    def __init__(self, dataset: Dataset, transform, *, seed: int):
+        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        generator = torch.Generator().manual_seed(derive_key(self.seed, self.epoch, index))
+        return self.transform(image, generator), label
+
+
+def _transforms(name: str, image_size: int, augment: bool):
+    """(train transform, eval transform), both (uint8 CHW, generator) -> normalised float CHW."""
+    mean, std = NORMALIZATION[name]
+    if name == "imagefolder":
+        def train_tf(img, g):
+            img = D.random_resized_crop(img, size=image_size, generator=g) if augment else \
+                D.resize_center_crop(img, resize=round(image_size / 0.875), crop=image_size)
+            return D.normalize(D.random_hflip(img, generator=g) if augment else img, mean=mean, std=std)
+
+        def eval_tf(img, g):
+            return D.normalize(D.resize_center_crop(img, resize=round(image_size / 0.875), crop=image_size),
+                               mean=mean, std=std)
+        return train_tf, eval_tf
+    flip = name != "mnist"  # mirrored digits are other digits
+
+    def train_tf(img, g):
+        if augment:
+            img = D.random_crop(img, size=img.shape[-1], padding=4 if img.shape[-1] >= 32 else 2, generator=g)
+            img = D.random_hflip(img, generator=g) if flip else img
+        return D.normalize(img, mean=mean, std=std)
+
+    def eval_tf(img, g):
+        return D.normalize(img, mean=mean, std=std)
+    return train_tf, eval_tf
+
+
+def _limit(dataset: Dataset, limit: int | None) -> Dataset:
+    return dataset if not limit else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+
+
+def build_data(cfg: dict) -> tuple[AugmentedDataset, AugmentedDataset, int, int]:
+    """Train and test datasets (augmentation attached), number of classes, input channels."""
+    dc = cfg["data"]
+    root = dc["root"] or DEFAULT_ROOTS.get(dc["name"])
+    if root is None:
+        raise ValueError(f"data.root is required for data set {dc['name']!r}: set data.root=/path/to/data")
+    train = D.build_dataset(dc["name"], root, train=True, pad_to=dc["pad_to"], channels=dc["channels"])
+    test = D.build_dataset(dc["name"], root, train=False, pad_to=dc["pad_to"], channels=dc["channels"])
+    classes = len(train.classes)
+    channels = train[0][0].shape[0]
+    image_size = cfg["model"]["kwargs"].get("image_size", 224)
+    train_tf, eval_tf = _transforms(dc["name"], image_size, dc["augment"])
+    seed = cfg["train"]["seed"]
+    return (AugmentedDataset(_limit(train, dc["train_limit"]), train_tf, seed=seed),
+            AugmentedDataset(_limit(test, dc["test_limit"]), eval_tf, seed=seed), classes, channels)
+
+
+def build_model(cfg: dict, num_classes: int, in_chans: int) -> nn.Module:
+    """The registry model, converted to RPG when ``ring.enabled``."""
+    kwargs = {"num_classes": num_classes, "in_chans": in_chans, **cfg["model"]["kwargs"]}
+    kwargs.pop("image_size", None)
+    torch.manual_seed(cfg["train"]["seed"])
+    model = create_model(cfg["model"]["name"], **kwargs)
+    rc = cfg["ring"]
+    if rc["enabled"]:
+        rings = rings_per_stage(model) if rc["rings"] == "per_stage" else rc["rings"]
+        convert(model, rc["size"] if rings is None or rc["size"] is not None else None, seed=rc["seed"],
+                permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"], scale=rc["scale"],
+                rings=rings, include=rc["include"], exclude=rc["exclude"] or None, wiring=rc["wiring"],
+                block=rc["block"])
+    return model
+
+
+def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
+    """Explicit groups: rings (``train.ring_weight_decay``, default = weight_decay) and everything else."""
+    tc = cfg["train"]
+    rings = [p for n, p in model.named_parameters() if n.startswith(RING_PREFIX) and p.requires_grad]
+    others = [p for n, p in model.named_parameters() if not n.startswith(RING_PREFIX) and p.requires_grad]
+    ring_wd = tc["weight_decay"] if tc["ring_weight_decay"] is None else tc["ring_weight_decay"]
+    groups = [{"params": others, "weight_decay": tc["weight_decay"], "name": "free"}]
+    return groups + ([{"params": rings, "weight_decay": ring_wd, "name": "ring"}] if rings else [])
+
+
+def lr_factor(epoch: float, tc: dict) -> float:
+    """Multiplier of the base lr at a (fractional) epoch: linear warm-up, then the schedule."""
+    if epoch < tc["warmup_epochs"]:
+        return (epoch + 1e-8) / tc["warmup_epochs"]
+    schedule = tc["schedule"]
+    if schedule == "paper":  # lr_t = lr_0 * 0.1^(epoch / 45) in the official RPG code
+        return 0.1 ** (epoch / tc["decay_epochs"])
+    if schedule == "step":
+        return tc["gamma"] ** math.floor(epoch / tc["step_epochs"])
+    if schedule == "cosine":
+        span = max(tc["epochs"] - tc["warmup_epochs"], 1e-8)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - tc["warmup_epochs"]) / span)))
+    if schedule == "constant":
+        return 1.0
+    raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+@dataclass
+class Meter:
+    """Running sums of loss and top-k hits."""
+
+    loss: float = 0.0
+    top1: int = 0
+    top5: int = 0
+    count: int = 0
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: float) -> None:
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices.eq(labels[:, None])
+        self.top1 += int(hits[:, 0].sum())
+        self.top5 += int(hits.any(1).sum())
+        self.loss += loss * labels.numel()
+        self.count += labels.numel()
+
+    def summary(self) -> dict:
+        n = max(self.count, 1)
+        return {"loss": self.loss / n, "top1": self.top1 / n, "top5": self.top5 / n}
+
+
+def _progress(iterable, total: int, enabled: bool, desc: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are a nicety, never a requirement
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler) -> dict:
+    """One pass over the training split; returns loss/top1/top5 and images per second."""
+    tc, meter, start = cfg["train"], Meter(), time.perf_counter()
+    model.train()
+    bar = _progress(loader, len(loader), tc["progress"], f"epoch {epoch + 1}/{tc['epochs']}")
+    for images, labels in bar:
+        images, labels = _to(images, device, tc["channels_last"]), labels.to(device)
+        with _autocast(device, tc["amp"]):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=tc["label_smoothing"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; training stopped, the last "
+                                     "good checkpoint is kept. Lower train.lr or check the data.")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        meter.update(logits.detach().float(), labels, loss.item())
+        if hasattr(bar, "set_postfix"):
+            stats = meter.summary()
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['top1']:.3f}",
+                            lr=f"{opt.param_groups[0]['lr']:.4f}",
+                            img_s=f"{meter.count / (time.perf_counter() - start):.0f}")
+    return {**meter.summary(), "images_per_s": meter.count / (time.perf_counter() - start)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device, *, channels_last: bool = False, amp: bool = False) -> dict:
+    """Loss, top-1 and top-5 accuracy over a loader."""
+    model.eval()
+    meter = Meter()
+    for images, labels in loader:
+        images, labels = _to(images, device, channels_last), labels.to(device)
+        with _autocast(device, amp):
+            logits = model(images).float()
+        meter.update(logits, labels, F.cross_entropy(logits, labels).item())
+    return meter.summary()
+
+
+def _to(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
+
+
+def _loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int | None) -> DataLoader:
+    generator = torch.Generator().manual_seed(shuffle_key) if shuffle_key is not None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle_key is not None, generator=generator,
+                      num_workers=0, drop_last=False)
+
+
+def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
+    """Everything needed to continue training, written atomically; read with weights_only=True."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best, "config": cfg,
+             "torch_rng": torch.get_rng_state()}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training-state file, read without executing code (``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
+        raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {err}); "
+                         "delete it to start over, or resume from another copy") from err
+
+
+def _check_resume_config(saved: dict, cfg: dict) -> None:
+    ignore = {("train", "progress"), ("out", "dir"), ("out", "tensorboard")}
+    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {v!r}" for s, section in cfg.items() for k, v in section.items()
+             if (s, k) not in ignore and saved.get(s, {}).get(k) != v]
+    if diffs:
+        raise ValueError("cannot resume with a different config (the run would not be the same run): "
+                         + "; ".join(diffs))
+
+
+class MetricsLog:
+    """metrics.csv + metrics.jsonl (+ TensorBoard when installed), one row per epoch."""
+
+    FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "images_per_s",
+              "epoch_s")
+
+    def __init__(self, folder: Path, tensorboard: bool):
+        self.csv, self.jsonl = folder / "metrics.csv", folder / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(folder / "tensorboard"))
+            except ImportError:  # TensorBoard is optional
+                self.writer = None
+
+    def write(self, row: dict) -> None:
+        new = not self.csv.exists()
+        with open(self.csv, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row[k] for k in self.FIELDS})
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, row["epoch"])
+
+
+def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
+    """Train and evaluate as ``cfg`` says; returns the final report (also written to ``report.json``)."""
+    tc, out = cfg["train"], Path(cfg["out"]["dir"])
+    if tc["threads"]:
+        torch.set_num_threads(tc["threads"])
+    device = torch.device(tc["device"])
+    train_ds, test_ds, classes, channels = build_data(cfg)
+    model = build_model(cfg, classes, channels).to(device)
+    if tc["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
+                          nesterov=tc["nesterov"] and tc["momentum"] > 0)
+    steps_per_epoch = math.ceil(len(train_ds) / tc["batch_size"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
+    scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch, best = 0, -1.0
+    if resume and (out / "last.pt").exists():
+        state = load_checkpoint(out / "last.pt")
+        _check_resume_config(state["config"], cfg)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best = state["epoch"] + 1, state["best_top1"]
+        log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
+    elif resume:
+        log(f"nothing to resume in {out}; starting fresh")
+    write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
+    metrics, test_loader = MetricsLog(out, cfg["out"]["tensorboard"]), _loader(test_ds, tc["eval_batch_size"],
+                                                                                shuffle_key=None)
+    log(str(count_params(model)).split("\n")[0])
+    for epoch in range(start_epoch, tc["epochs"]):
+        started = time.perf_counter()
+        train_ds.epoch = epoch
+        loader = _loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED))
+        stats = train_one_epoch(model, loader, opt, sched, epoch, cfg, device, scaler)
+        test = evaluate(model, test_loader, device, channels_last=tc["channels_last"], amp=tc["amp"])
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
+               "train_top1": stats["top1"], "test_loss": test["loss"], "test_top1": test["top1"],
+               "test_top5": test["top5"], "images_per_s": stats["images_per_s"],
+               "epoch_s": time.perf_counter() - started}
+        metrics.write(row)
+        if test["top1"] > best:
+            best = test["top1"]
+            save(model, out / "best.safetensors")
+        save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, best, cfg)
+        log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} acc {stats['top1']:.4f} | "
+            f"test loss {test['loss']:.4f} top1 {test['top1']:.4f} top5 {test['top5']:.4f} | "
+            f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
+    return final_report(model, cfg, out, best, log)
+
+
+def final_report(model: nn.Module, cfg: dict, out: Path, best: float, log=print) -> dict:
+    """Test accuracy, DoF vs dense, checkpoint bytes vs dense, and where everything is."""
+    save(model, out / "model.safetensors")
+    counts = count_params(model)
+    dense_path = out / ".dense_size_check.safetensors"
+    dense_bytes = save(materialize(model) if counts.ring else model, dense_path).stat().st_size
+    dense_path.unlink()
+    last = json.loads((out / "metrics.jsonl").read_text().strip().splitlines()[-1])
+    report = {"test_top1": last["test_top1"], "test_top5": last["test_top5"], "best_test_top1": best,
+              "dof": counts.dof, "dense_params": counts.virtual, "dof_fraction": counts.dof_fraction,
+              "checkpoint_bytes": (out / "model.safetensors").stat().st_size, "dense_checkpoint_bytes": dense_bytes,
+              "run_dir": str(out)}
+    write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+    log(f"\n{counts}\n")
+    log(f"test top-1 {report['test_top1']:.4f} (best {best:.4f}), top-5 {report['test_top5']:.4f}")
+    log(f"DoF {counts.dof:,} of {counts.virtual:,} dense parameters ({100 * counts.dof_fraction:.2f}%)")
+    log(f"checkpoint {report['checkpoint_bytes']:,} B vs dense {dense_bytes:,} B "
+        f"({report['checkpoint_bytes'] / dense_bytes:.1%})")
+    log(f"logs: {out / 'metrics.csv'}, {out / 'metrics.jsonl'}; model: {out / 'model.safetensors'}; "
+        f"best: {out / 'best.safetensors'}; resume state: {out / 'last.pt'}")
+    return report

@@ -1,0 +1,113 @@
+"""The training loop on tiny Fashion-MNIST-format files: loss falls, kill + resume equals an uninterrupted run."""
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import modelring as mr
+import modelring.train as T
+from modelring.config import load_config
+
+
+def _write_idx(path, array, type_code):
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def fmnist_root(tmp_path_factory):
+    """Tiny data in the exact Fashion-MNIST file layout: each class is a bright bar at its own row."""
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for split, n in [("train", 240), ("t10k", 80)]:
+        labels = np.arange(n, dtype=np.uint8) % 10
+        images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
+        _write_idx(root / f"{split}-images-idx3-ubyte.gz", images, 0x08)
+        _write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels, 0x08)
+    return root
+
+
+def _config(root, out, **overrides):
+    items = [f"data.root={root}", f"out.dir={out}", "train.epochs=3", "train.batch_size=48", "train.progress=false",
+             "train.lr=0.05", "train.warmup_epochs=0", "ring.size=0.2", "data.pad_to=32", "out.tensorboard=false",
+             "data.augment=false"]
+    return load_config(None, items + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_training_learns_and_writes_everything(fmnist_root, tmp_path):
+    report = T.run(_config(fmnist_root, tmp_path / "run", **{"train.epochs": 5}), log=lambda *a: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
+    assert rows[-1]["train_top1"] > 0.8
+    assert report["test_top1"] >= 0.2  # 10 classes: chance is 0.1 (BN statistics lag after 25 tiny steps)
+    for name in ["metrics.csv", "config.yaml", "last.pt", "best.safetensors", "model.safetensors", "report.json"]:
+        assert (tmp_path / "run" / name).is_file(), name
+    assert report["checkpoint_bytes"] < report["dense_checkpoint_bytes"] / 3
+    assert mr.is_converted(mr.load(tmp_path / "run" / "model.safetensors"))
+
+
+def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    T.run(_config(fmnist_root, straight), log=lambda *a: None)
+    interrupted = tmp_path / "interrupted"
+    real, calls = T.train_one_epoch, []
+
+    def dies_in_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if killed mid-epoch
+        return real(*args)
+
+    monkeypatch.setattr(T, "train_one_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        T.run(_config(fmnist_root, interrupted), log=lambda *a: None)
+    monkeypatch.setattr(T, "train_one_epoch", real)
+    T.run(_config(fmnist_root, interrupted), resume=True, log=lambda *a: None)
+    a = torch.load(straight / "last.pt", weights_only=True)["model"]
+    b = torch.load(interrupted / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_refuses_a_changed_config(fmnist_root, tmp_path):
+    T.run(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1}), log=lambda *a: None)
+    with pytest.raises(ValueError, match="ring.size: 0.2 -> 0.3"):
+        T.run(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1, "ring.size": 0.3}), resume=True,
+              log=lambda *a: None)
+
+
+def test_schedules():
+    tc = load_config(None)["train"]
+    tc.update(epochs=90, warmup_epochs=0, decay_epochs=45)
+    assert T.lr_factor(45, {**tc, "schedule": "paper"}) == pytest.approx(0.1)
+    assert T.lr_factor(31, {**tc, "schedule": "step", "step_epochs": 30}) == pytest.approx(0.1)
+    assert T.lr_factor(45, {**tc, "schedule": "cosine"}) == pytest.approx(0.5)
+    assert T.lr_factor(0.5, {**tc, "warmup_epochs": 1, "schedule": "constant"}) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="train.schedule"):
+        T.lr_factor(1, {**tc, "schedule": "linear"})
+
+
+def test_param_groups_put_ring_decay_apart():
+    cfg = load_config(None, ["train.ring_weight_decay=0.0", "train.weight_decay=0.001"])
+    model = mr.convert(mr.create_model("resnet20"), 0.1)
+    groups = {g["name"]: g for g in T.param_groups(model, cfg)}
+    assert groups["ring"]["weight_decay"] == 0.0 and groups["free"]["weight_decay"] == 0.001
+    assert [p.numel() for p in groups["ring"]["params"]] == [model.modelring_ring0.numel()]
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fashion"):
+        T.run(_config(tmp_path / "nothing", tmp_path / "out"), log=lambda *a: None)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable modelring checkpoint"):
+        T.load_checkpoint(tmp_path / "last.pt")
