@@ -1,8 +1,11 @@
 """The modelring command: asserted output and exit codes."""
 import subprocess
 import sys
+from pathlib import Path
 
 from modelring.cli import main
+
+RECIPE = str(Path(__file__).parent.parent / "configs" / "fmnist_resnet20_rpg.yaml")
 
 
 def test_list_models(capsys):
@@ -30,3 +33,19 @@ def test_demo_runs_as_console_script():
     out = subprocess.run([sys.executable, "-m", "modelring", "demo", "--steps", "3"], capture_output=True,
                          text=True, check=True).stdout
     assert "DoF" in out and "identical outputs" in out and "checkpoint" in out
+
+
+def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", RECIPE, f"data.root={fmnist_root}", f"out.dir={run}",
+                 "train.epochs=1", "train.progress=false", "out.tensorboard=false"]) == 0
+    out = capsys.readouterr().out
+    assert "test top-1" in out and "checkpoint" in out and str(run / "metrics.csv") in out
+    assert main(["eval", str(run)]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert main(["export", str(run / "best.safetensors"), str(tmp_path / "plain.safetensors")]) == 0
+    import modelring as mr
+    plain = mr.load(tmp_path / "plain.safetensors")
+    assert not mr.is_converted(plain) and mr.count_params(plain).ring == 0
+    assert main(["train", RECIPE, "train.epohcs=1"]) == 2
+    assert "did you mean epochs" in capsys.readouterr().err

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import torch
 
+from .config import load_config, parse_value
 from .convert import convert, materialize
 from .count import count_params
 from .io import save
 from .models import create_model, list_models
-
-
-def _ring_size(text: str):
-    """CLI ring size: '1234' entries, '0.05' fraction, '2MB' bytes."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def cmd_list_models(args) -> int:
@@ -32,7 +23,7 @@ def cmd_list_models(args) -> int:
 def cmd_count(args) -> int:
     model = create_model(args.model, num_classes=args.num_classes)
     if args.ring_size is not None:
-        convert(model, _ring_size(args.ring_size), seed=args.seed, exclude=args.exclude or None)
+        convert(model, parse_value(args.ring_size), seed=args.seed, exclude=args.exclude or None)
     print(count_params(model))
     return 0
 
@@ -40,7 +31,7 @@ def cmd_count(args) -> int:
 def cmd_demo(args) -> int:
     """Convert a ResNet-20, show its accounting, check a training step, the checkpoint and materialize."""
     torch.manual_seed(0)
-    model = convert(create_model(args.model), _ring_size(args.ring_size), seed=args.seed,
+    model = convert(create_model(args.model), parse_value(args.ring_size), seed=args.seed,
                     exclude=args.exclude or None)
     counts = count_params(model)
     print(counts)
@@ -68,7 +59,6 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     """Train from a YAML recipe with dotted overrides."""
-    from .config import load_config
     from .train import run
 
     cfg = load_config(args.config, args.overrides)
@@ -78,9 +68,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     """Evaluate a run's model (or any model file) on the test split of the run's data."""
-    from .config import load_config
     from .io import load
-    from .train import _loader, build_data, evaluate
+    from .train import build_data, evaluate, make_loader
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
@@ -88,7 +77,7 @@ def cmd_eval(args) -> int:
     cfg = load_config(run_dir / "config.yaml", args.overrides)
     model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
     _, test_ds, _, _ = build_data(cfg)
-    stats = evaluate(model, _loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None),
+    stats = evaluate(model, make_loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None),
                      torch.device(cfg["train"]["device"]))
     print(f"test loss {stats['loss']:.4f}  top-1 {stats['top1']:.4f}  top-5 {stats['top5']:.4f}  "
           f"({len(test_ds):,} images)")

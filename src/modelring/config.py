@@ -77,9 +77,14 @@ def parse_override(item: str) -> tuple[str, object]:
     if not sep or not key:
         raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
     try:
-        return key.strip(), yaml.safe_load(text) if text.strip() else None
+        return key.strip(), parse_value(text)
     except yaml.YAMLError as err:
         raise ValueError(f"cannot parse the value of override {item!r}: {err}") from err
+
+
+def parse_value(text: str):
+    """A command-line value as YAML: '3' -> 3, '0.05' -> 0.05, '2MB' -> '2MB', 'null' or '' -> None."""
+    return yaml.safe_load(text) if text.strip() else None
 
 
 def set_dotted(config: dict, key: str, value) -> None:

@@ -229,7 +229,7 @@ def _to(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
 
 
-def _loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int | None) -> DataLoader:
+def make_loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int | None) -> DataLoader:
     generator = torch.Generator().manual_seed(shuffle_key) if shuffle_key is not None else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle_key is not None, generator=generator,
                       num_workers=0, drop_last=False)
@@ -322,13 +322,13 @@ def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
     elif resume:
         log(f"nothing to resume in {out}; starting fresh")
     write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
-    metrics, test_loader = MetricsLog(out, cfg["out"]["tensorboard"]), _loader(test_ds, tc["eval_batch_size"],
-                                                                                shuffle_key=None)
+    metrics = MetricsLog(out, cfg["out"]["tensorboard"])
+    test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None)
     log(str(count_params(model)).split("\n")[0])
     for epoch in range(start_epoch, tc["epochs"]):
         started = time.perf_counter()
         train_ds.epoch = epoch
-        loader = _loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED))
+        loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED))
         stats = train_one_epoch(model, loader, opt, sched, epoch, cfg, device, scaler)
         test = evaluate(model, test_loader, device, channels_last=tc["channels_last"], amp=tc["amp"])
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
