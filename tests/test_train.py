@@ -1,6 +1,7 @@
 """The training loop on tiny Fashion-MNIST-format files: loss falls, kill + resume equals an uninterrupted run."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +88,21 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable modelring checkpoint"):
         T.load_checkpoint(tmp_path / "last.pt")
+
+
+def test_imagefolder_pipeline_end_to_end(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ["train", "val"]:
+        for cls in ["cat", "dog"]:
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                array = rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)
+                Image.fromarray(array).save(tmp_path / "data" / split / cls / f"{i}.png")
+    cfg = load_config(None, [f"data.root={tmp_path / 'data'}", "data.name=imagefolder", "data.image_size=32",
+                             "model.name=resnet18", f"out.dir={tmp_path / 'run'}", "train.epochs=1",
+                             "train.batch_size=4", "train.progress=false", "out.tensorboard=false"])
+    report = T.run(cfg, log=lambda *a: None)
+    assert report["dense_params"] == sum(p.numel() for p in mr.create_model("resnet18", num_classes=2).parameters())
+    assert 0.0 <= report["test_top1"] <= 1.0

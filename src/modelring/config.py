@@ -22,6 +22,7 @@ def default_config() -> dict:
                  "scale": None, "block": 16, "permute": True, "reflect": True, "sampling": "even",
                  "wiring": "cached", "rings": None},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
+                 "image_size": 224,
                  "train_limit": None, "test_limit": None},
         "train": {"epochs": 3, "batch_size": 128, "eval_batch_size": 500, "lr": 0.1, "momentum": 0.9,
                   "nesterov": True, "weight_decay": 1e-4, "ring_weight_decay": None, "schedule": "cosine",

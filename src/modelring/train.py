@@ -99,8 +99,7 @@ def build_data(cfg: dict) -> tuple[AugmentedDataset, AugmentedDataset, int, int]
     test = D.build_dataset(dc["name"], root, train=False, pad_to=dc["pad_to"], channels=dc["channels"])
     classes = len(train.classes)
     channels = train[0][0].shape[0]
-    image_size = cfg["model"]["kwargs"].get("image_size", 224)
-    train_tf, eval_tf = _transforms(dc["name"], image_size, dc["augment"])
+    train_tf, eval_tf = _transforms(dc["name"], dc["image_size"], dc["augment"])
     seed = cfg["train"]["seed"]
     return (AugmentedDataset(_limit(train, dc["train_limit"]), train_tf, seed=seed),
             AugmentedDataset(_limit(test, dc["test_limit"]), eval_tf, seed=seed), classes, channels)
@@ -109,13 +108,12 @@ def build_data(cfg: dict) -> tuple[AugmentedDataset, AugmentedDataset, int, int]
 def build_model(cfg: dict, num_classes: int, in_chans: int) -> nn.Module:
     """The registry model, converted to RPG when ``ring.enabled``."""
     kwargs = {"num_classes": num_classes, "in_chans": in_chans, **cfg["model"]["kwargs"]}
-    kwargs.pop("image_size", None)
     torch.manual_seed(cfg["train"]["seed"])
     model = create_model(cfg["model"]["name"], **kwargs)
     rc = cfg["ring"]
     if rc["enabled"]:
         rings = rings_per_stage(model) if rc["rings"] == "per_stage" else rc["rings"]
-        convert(model, rc["size"] if rings is None or rc["size"] is not None else None, seed=rc["seed"],
+        convert(model, rc["size"], seed=rc["seed"],
                 permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"], scale=rc["scale"],
                 rings=rings, include=rc["include"], exclude=rc["exclude"] or None, wiring=rc["wiring"],
                 block=rc["block"])
