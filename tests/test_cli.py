@@ -47,5 +47,9 @@ def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
     import modelring as mr
     plain = mr.load(tmp_path / "plain.safetensors")
     assert not mr.is_converted(plain) and mr.count_params(plain).ring == 0
+    onnx = __import__("onnx")
+    assert main(["export", str(run / "best.safetensors"), str(tmp_path / "plain2.safetensors"), "--onnx",
+                 str(tmp_path / "m.onnx"), "--input-shape", "1,28,28"]) == 0
+    onnx.checker.check_model(str(tmp_path / "m.onnx"))
     assert main(["train", RECIPE, "train.epohcs=1"]) == 2
     assert "did you mean epochs" in capsys.readouterr().err

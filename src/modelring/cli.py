@@ -100,7 +100,7 @@ def cmd_export(args) -> int:
         dense.eval()
         shape = [1] + [int(v) for v in args.input_shape.split(",")]
         torch.onnx.export(dense, torch.randn(shape), args.onnx)
-        print(f"wrote {args.onnx}")
+        print(f"wrote {args.onnx} (weights may sit beside it in {args.onnx}.data)")
     return 0
 
 
