@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from . import data as D
 from .config import dump_config
 from .convert import RING_PREFIX, convert, materialize, rings_per_stage
+from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
+                          parameters_agree, setup, shard)
 from .count import count_params
 from .io import save, write_atomic
 from .models import create_model
@@ -164,9 +166,11 @@ class Meter:
         self.loss += loss * labels.numel()
         self.count += labels.numel()
 
-    def summary(self) -> dict:
-        n = max(self.count, 1)
-        return {"loss": self.loss / n, "top1": self.top1 / n, "top5": self.top5 / n}
+    def summary(self, d: Dist = Dist()) -> dict:
+        """Averages over every rank's samples."""
+        loss, top1, top5, count = all_sum([self.loss, self.top1, self.top5, self.count], d)
+        n = max(count, 1)
+        return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "count": int(count)}
 
 
 def _progress(iterable, total: int, enabled: bool, desc: str):
@@ -182,11 +186,11 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
-def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler) -> dict:
-    """One pass over the training split; returns loss/top1/top5 and images per second."""
+def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler, d: Dist = Dist()) -> dict:
+    """One pass over the training split; returns loss/top1/top5 over all ranks and images per second."""
     tc, meter, start = cfg["train"], Meter(), time.perf_counter()
     model.train()
-    bar = _progress(loader, len(loader), tc["progress"], f"epoch {epoch + 1}/{tc['epochs']}")
+    bar = _progress(loader, len(loader), tc["progress"] and d.main, f"epoch {epoch + 1}/{tc['epochs']}")
     for images, labels in bar:
         images, labels = _to(images, device, tc["channels_last"]), labels.to(device)
         with _autocast(device, tc["amp"]):
@@ -202,16 +206,18 @@ def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, sc
         sched.step()
         meter.update(logits.detach().float(), labels, loss.item())
         if hasattr(bar, "set_postfix"):
-            stats = meter.summary()
+            stats = meter.summary()  # this rank's view: no collective inside the loop
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['top1']:.3f}",
                             lr=f"{opt.param_groups[0]['lr']:.4f}",
-                            img_s=f"{meter.count / (time.perf_counter() - start):.0f}")
-    return {**meter.summary(), "images_per_s": meter.count / (time.perf_counter() - start)}
+                            img_s=f"{d.world * meter.count / (time.perf_counter() - start):.0f}")
+    stats = meter.summary(d)
+    return {**stats, "images_per_s": stats["count"] / (time.perf_counter() - start)}
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device, *, channels_last: bool = False, amp: bool = False) -> dict:
-    """Loss, top-1 and top-5 accuracy over a loader."""
+def evaluate(model: nn.Module, loader, device, *, channels_last: bool = False, amp: bool = False,
+             d: Dist = Dist()) -> dict:
+    """Loss, top-1 and top-5 accuracy over a loader (summed over ranks when each holds a shard)."""
     model.eval()
     meter = Meter()
     for images, labels in loader:
@@ -219,7 +225,7 @@ def evaluate(model: nn.Module, loader, device, *, channels_last: bool = False, a
         with _autocast(device, amp):
             logits = model(images).float()
         meter.update(logits, labels, F.cross_entropy(logits, labels).item())
-    return meter.summary()
+    return meter.summary(d)
 
 
 def _to(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
@@ -227,9 +233,13 @@ def _to(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
 
 
-def make_loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int | None) -> DataLoader:
-    generator = torch.Generator().manual_seed(shuffle_key) if shuffle_key is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle_key is not None, generator=generator,
+def make_loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int | None,
+                d: Dist = Dist()) -> DataLoader:
+    """Batches of this rank's shard; the order is a keyed permutation (the same on every rank) or in order."""
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_key)) if shuffle_key is not None \
+        else torch.arange(n)
+    return DataLoader(dataset, batch_size=batch_size, sampler=shard(order, d, even=shuffle_key is not None),
                       num_workers=0, drop_last=False)
 
 
@@ -291,18 +301,32 @@ class MetricsLog:
 
 
 def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
-    """Train and evaluate as ``cfg`` says; returns the final report (also written to ``report.json``)."""
+    """Train and evaluate as ``cfg`` says; returns the final report (also written to ``report.json``).
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains its shard of each batch sequence with DDP; rank 0
+    alone logs and writes files, and only rank 0 returns the report.
+    """
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
-    device = torch.device(tc["device"])
+    d = setup(tc["device"])
+    log = log if d.main else (lambda *a: None)
+    try:
+        return _run(cfg, tc, out, d, resume, log)
+    finally:
+        cleanup(d)
+
+
+def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
+    device = d.device
     train_ds, test_ds, classes, channels = build_data(cfg)
     model = build_model(cfg, classes, channels).to(device)
     if tc["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
+    check_same_wiring(model, d)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
                           nesterov=tc["nesterov"] and tc["momentum"] > 0)
-    steps_per_epoch = math.ceil(len(train_ds) / tc["batch_size"])
+    steps_per_epoch = math.ceil(len(train_ds) // d.world / tc["batch_size"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
     scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
     out.mkdir(parents=True, exist_ok=True)
@@ -319,32 +343,44 @@ def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
         log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
     elif resume:
         log(f"nothing to resume in {out}; starting fresh")
-    write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
-    metrics = MetricsLog(out, cfg["out"]["tensorboard"])
-    test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None)
-    log(str(count_params(model)).split("\n")[0])
+    net, traffic = model, GradientBytes()
+    if d.world > 1:  # after loading: DDP broadcasts rank 0's state to every rank at construction
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        net.register_comm_hook(traffic, count_and_allreduce)
+    if d.main:
+        write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
+    metrics = MetricsLog(out, cfg["out"]["tensorboard"]) if d.main else None
+    test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None, d=d)
+    log(str(count_params(model)).split("\n")[0] + (f"; {d.world} processes" if d.world > 1 else ""))
+    steps = 0
     for epoch in range(start_epoch, tc["epochs"]):
         started = time.perf_counter()
         train_ds.epoch = epoch
-        loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED))
-        stats = train_one_epoch(model, loader, opt, sched, epoch, cfg, device, scaler)
-        test = evaluate(model, test_loader, device, channels_last=tc["channels_last"], amp=tc["amp"])
+        loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
+        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device, scaler, d)
+        steps += len(loader)
+        test = evaluate(model, test_loader, device, channels_last=tc["channels_last"], amp=tc["amp"], d=d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
                "train_top1": stats["top1"], "test_loss": test["loss"], "test_top1": test["top1"],
                "test_top5": test["top5"], "images_per_s": stats["images_per_s"],
                "epoch_s": time.perf_counter() - started}
-        metrics.write(row)
-        if test["top1"] > best:
-            best = test["top1"]
-            save(model, out / "best.safetensors")
-        save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, best, cfg)
+        if d.main:
+            metrics.write(row)
+            if test["top1"] > best:
+                save(model, out / "best.safetensors")
+            save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, test["top1"]), cfg)
+        best = max(best, test["top1"])
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} acc {stats['top1']:.4f} | "
             f"test loss {test['loss']:.4f} top1 {test['top1']:.4f} top5 {test['top5']:.4f} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
-    return final_report(model, cfg, out, best, log)
+    extra = {}
+    if d.world > 1:
+        extra = {"processes": d.world, "ranks_agree": parameters_agree(model, d),
+                 "ddp_gradient_bytes_per_step": traffic.bytes / max(steps, 1)}
+    return final_report(model, cfg, out, best, log, extra) if d.main else {}
 
 
-def final_report(model: nn.Module, cfg: dict, out: Path, best: float, log=print) -> dict:
+def final_report(model: nn.Module, cfg: dict, out: Path, best: float, log=print, extra: dict | None = None) -> dict:
     """Test accuracy, DoF vs dense, checkpoint bytes vs dense, and where everything is."""
     save(model, out / "model.safetensors")
     counts = count_params(model)
@@ -355,13 +391,16 @@ def final_report(model: nn.Module, cfg: dict, out: Path, best: float, log=print)
     report = {"test_top1": last["test_top1"], "test_top5": last["test_top5"], "best_test_top1": best,
               "dof": counts.dof, "dense_params": counts.virtual, "dof_fraction": counts.dof_fraction,
               "checkpoint_bytes": (out / "model.safetensors").stat().st_size, "dense_checkpoint_bytes": dense_bytes,
-              "run_dir": str(out)}
+              "run_dir": str(out), **(extra or {})}
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(f"\n{counts}\n")
     log(f"test top-1 {report['test_top1']:.4f} (best {best:.4f}), top-5 {report['test_top5']:.4f}")
     log(f"DoF {counts.dof:,} of {counts.virtual:,} dense parameters ({100 * counts.dof_fraction:.2f}%)")
     log(f"checkpoint {report['checkpoint_bytes']:,} B vs dense {dense_bytes:,} B "
         f"({report['checkpoint_bytes'] / dense_bytes:.1%})")
+    if extra and "ddp_gradient_bytes_per_step" in extra:
+        log(f"DDP: {extra['processes']} processes, ranks agree: {extra['ranks_agree']}, gradient all-reduce "
+            f"{extra['ddp_gradient_bytes_per_step']:,.0f} B/step (dense model: {4 * counts.virtual:,} B)")
     log(f"logs: {out / 'metrics.csv'}, {out / 'metrics.jsonl'}; model: {out / 'model.safetensors'}; "
         f"best: {out / 'best.safetensors'}; resume state: {out / 'last.pt'}")
     return report
