@@ -98,7 +98,7 @@ def main(argv=None):
               "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out.with_suffix(".json"), lambda t: Path(t).write_text(json.dumps(result, indent=1)))
-    lines = [f"# Default scale rule: RPG ResNet-20 (5% ring) on Fashion-MNIST",
+    lines = ["# Default scale rule: RPG ResNet-20 (5% ring) on Fashion-MNIST",
              "", f"Command: `{result['command']}`  ", f"Machine: {result['machine']}, torch {torch.__version__}  ",
              f"Wall time: {wall:.0f} s; train {args.train} images, test {args.test}, {args.epochs} epoch(s), "
              f"seeds {args.seeds}", "", "| variant | test accuracy (mean ± std) | per seed |", "|---|---|---|"]

@@ -1,18 +1,12 @@
-import gzip
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from modelring.data import write_idx
+
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _write_idx(path, array, type_code):
-    header = bytes([0, 0, type_code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +19,6 @@ def fmnist_root(tmp_path_factory):
         images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
         for i, label in enumerate(labels):
             images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
-        _write_idx(root / f"{split}-images-idx3-ubyte.gz", images, 0x08)
-        _write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels, 0x08)
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
     return root

@@ -47,3 +47,14 @@ def test_bad_files(tmp_path):
     (tmp_path / "z.idx.gz").write_bytes(b"not gzip")
     with pytest.raises(ValueError, match="cannot be read"):
         read_idx(tmp_path / "z.idx.gz")
+
+
+@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float64])
+def test_write_idx_roundtrip(tmp_path, name, dtype):
+    from modelring.data import write_idx
+
+    array = (np.arange(24).reshape(2, 3, 4) * 3).astype(dtype)
+    assert torch.equal(read_idx(write_idx(tmp_path / name, array)), torch.from_numpy(array))
+    with pytest.raises(ValueError, match="cannot hold"):
+        write_idx(tmp_path / "b.idx", np.zeros(3, dtype=np.uint16))

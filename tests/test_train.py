@@ -106,3 +106,17 @@ def test_imagefolder_pipeline_end_to_end(tmp_path):
     report = T.run(cfg, log=lambda *a: None)
     assert report["dense_params"] == sum(p.numel() for p in mr.create_model("resnet18", num_classes=2).parameters())
     assert 0.0 <= report["test_top1"] <= 1.0
+
+
+def test_sigkill_at_random_points_then_resume_is_bitwise_equal(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "crash_resume.py"
+    result = subprocess.run([sys.executable, str(script), "--kills", "2", "--epochs", "2", "--work", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IDENTICAL" in result.stdout
+    rows = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]  # no duplicated epochs from killed attempts

@@ -12,7 +12,6 @@ batches; on CPU the final ring is bitwise equal to an uninterrupted run.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -31,6 +30,7 @@ from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, clean
                           parameters_agree, setup, shard)
 from .count import count_params
 from .io import save, write_atomic
+from .runfiles import MetricsLog, check_resume_config, load_checkpoint, save_checkpoint
 from .models import create_model
 from .wiring import derive_key
 
@@ -243,63 +243,6 @@ def make_loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int 
                       num_workers=0, drop_last=False)
 
 
-def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
-    """Everything needed to continue training, written atomically; read with weights_only=True."""
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best, "config": cfg,
-             "torch_rng": torch.get_rng_state()}
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A training-state file, read without executing code (``weights_only=True``)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
-        raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {err}); "
-                         "delete it to start over, or resume from another copy") from err
-
-
-def _check_resume_config(saved: dict, cfg: dict) -> None:
-    ignore = {("train", "progress"), ("out", "dir"), ("out", "tensorboard")}
-    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {v!r}" for s, section in cfg.items() for k, v in section.items()
-             if (s, k) not in ignore and saved.get(s, {}).get(k) != v]
-    if diffs:
-        raise ValueError("cannot resume with a different config (the run would not be the same run): "
-                         + "; ".join(diffs))
-
-
-class MetricsLog:
-    """metrics.csv + metrics.jsonl (+ TensorBoard when installed), one row per epoch."""
-
-    FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "images_per_s",
-              "epoch_s")
-
-    def __init__(self, folder: Path, tensorboard: bool):
-        self.csv, self.jsonl = folder / "metrics.csv", folder / "metrics.jsonl"
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(folder / "tensorboard"))
-            except ImportError:  # TensorBoard is optional
-                self.writer = None
-
-    def write(self, row: dict) -> None:
-        new = not self.csv.exists()
-        with open(self.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row[k] for k in self.FIELDS})
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    self.writer.add_scalar(key, value, row["epoch"])
-
-
 def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
     """Train and evaluate as ``cfg`` says; returns the final report (also written to ``report.json``).
 
@@ -333,7 +276,7 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     start_epoch, best = 0, -1.0
     if resume and (out / "last.pt").exists():
         state = load_checkpoint(out / "last.pt")
-        _check_resume_config(state["config"], cfg)
+        check_resume_config(state["config"], cfg)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -350,6 +293,8 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     if d.main:
         write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
     metrics = MetricsLog(out, cfg["out"]["tensorboard"]) if d.main else None
+    if metrics is not None:
+        metrics.keep_until(start_epoch)
     test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None, d=d)
     log(str(count_params(model)).split("\n")[0] + (f"; {d.world} processes" if d.world > 1 else ""))
     steps = 0

@@ -2,14 +2,14 @@
 from .base import TensorImageDataset, TransformedDataset, pad_to_size, reformat, repeat_channels
 from .cifar import RestrictedUnpickler, UnsafePickleError, cifar, load_pickle
 from .datasets import DATASET_NAMES, build_dataset
-from .idx import read_idx
+from .idx import read_idx, write_idx
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, decode_image, image_folder
 from .mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, mnist
 from .transforms import (center_crop, normalize, random_crop, random_hflip, random_resized_box,
                          random_resized_crop, resize_center_crop)
 
 __all__ = [
-    "read_idx",
+    "read_idx", "write_idx",
     # readers
     "build_dataset", "DATASET_NAMES", "cifar", "mnist", "image_folder",
     "TensorImageDataset", "TransformedDataset", "ImageFolderDataset",

@@ -18,6 +18,37 @@ _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype("
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
+_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
+          np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write an array as an IDX file (gzip-compressed when the name ends in .gz), atomically.
+
+    Args:
+        path: destination, e.g. ``train-images-idx3-ubyte.gz``.
+        array: uint8, int8, int16, int32, float32 or float64 array of any shape.
+
+    Returns:
+        The path written.
+    """
+    from ..io import write_atomic
+
+    path, array = Path(path), np.asarray(array)
+    if array.dtype.newbyteorder("=") not in _CODES:
+        raise ValueError(f"IDX cannot hold dtype {array.dtype}; use one of {[str(d) for d in _CODES]}")
+    code = _CODES[array.dtype.newbyteorder("=")]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+
+    def write(tmp):
+        with opener(tmp, "wb") as f:
+            f.write(payload)
+    write_atomic(path, write)
+    return path
+
+
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
     """Read an IDX file (raw or .gz) into a tensor of its stored shape.
 
