@@ -2,12 +2,14 @@
 was never interrupted. Passes when every checkpoint seen between kills was readable and the final model state
 (ring included) is bitwise equal to the uninterrupted run.
 
-Usage: python scripts/crash_resume.py [--kills 5] [--seed 0] [--epochs 4] [--work DIR]
+Usage: python scripts/crash_resume.py [--kills 5] [--seed 0] [--epochs 4] [--nproc 1] [--work DIR]
+With --nproc 2 the runs go through torchrun (DDP over gloo); a kill takes down the whole process group.
 Runs on tiny Fashion-MNIST-format data it writes itself (about a minute on 2 cores).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import subprocess
@@ -36,24 +38,27 @@ def write_data(root: Path) -> None:
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
 
 
-def command(data: Path, out: Path, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "modelring", "train", str(RECIPE), f"data.root={data}", f"out.dir={out}",
+def command(data: Path, out: Path, epochs: int, nproc: int = 1) -> list[str]:
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    return [sys.executable, *launcher, "-m", "modelring", "train", str(RECIPE), f"data.root={data}", f"out.dir={out}",
             f"train.epochs={epochs}", "train.batch_size=32", "train.progress=false", "out.tensorboard=false",
             "train.threads=1", "--resume"]
 
 
-def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Random, log) -> int:
-    """Start, SIGKILL after a random delay, check the checkpoint, repeat; then let it finish."""
+def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Random, log, nproc: int = 1) -> int:
+    """Start, SIGKILL (the whole process group) after a random delay, check the checkpoint, repeat; then let it
+    finish."""
     done = 0
     while done < kills:
-        proc = subprocess.Popen(command(data, out, epochs), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(command(data, out, epochs, nproc), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         delay = rng.uniform(0.5, 8.0)  # start-up takes ~2 s: kills land in start-up, training and saving
         try:
             proc.wait(timeout=delay)
             log(f"  run finished before the kill at {delay:.1f} s")
             break
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers die with their launcher
             proc.wait()
         done += 1
         if (out / "last.pt").exists():
@@ -61,7 +66,7 @@ def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Rando
             log(f"  kill {done} at {delay:.1f} s: last.pt readable, epoch {epoch + 1} done")
         else:
             log(f"  kill {done} at {delay:.1f} s: no checkpoint yet")
-    subprocess.run(command(data, out, epochs), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command(data, out, epochs, nproc), check=True, stdout=subprocess.DEVNULL)
     return done
 
 
@@ -70,14 +75,17 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun + DDP when > 1)")
     parser.add_argument("--work", type=Path, default=None, help="folder for data and runs (default: a temp dir)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="modelring-crash-"))
     (work / "data").mkdir(parents=True, exist_ok=True)
     write_data(work / "data")
     start = time.time()
-    subprocess.run(command(work / "data", work / "straight", args.epochs), check=True, stdout=subprocess.DEVNULL)
-    kills = killed_run(work / "data", work / "killed", args.epochs, args.kills, random.Random(args.seed), print)
+    subprocess.run(command(work / "data", work / "straight", args.epochs, args.nproc), check=True,
+                   stdout=subprocess.DEVNULL)
+    kills = killed_run(work / "data", work / "killed", args.epochs, args.kills, random.Random(args.seed), print,
+                       args.nproc)
     a = load_checkpoint(work / "straight" / "last.pt")["model"]
     b = load_checkpoint(work / "killed" / "last.pt")["model"]
     different = [k for k in a if not torch.equal(a[k], b[k])]

@@ -73,3 +73,36 @@ def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
     single = _train(_mlp(), _global_batches())
     torch.testing.assert_close(ring0, single, rtol=1e-5, atol=1e-6)
     assert not torch.equal(single, _mlp().modelring_ring0.detach())  # training moved the ring
+
+
+def test_ddp_run_killed_and_resumed_equals_uninterrupted(tmp_path):
+    script = Path(__file__).parent.parent / "scripts" / "crash_resume.py"
+    result = subprocess.run([sys.executable, str(script), "--kills", "1", "--epochs", "2", "--nproc", "2",
+                             "--seed", "3", "--work", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IDENTICAL" in result.stdout
+
+
+def _mismatch_worker(rank, port, out):
+    from modelring.distributed import Dist, check_same_wiring
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = mr.convert(nn.Sequential(nn.Linear(8, 16)), 40, seed=rank)  # rank 1 wired differently
+    try:
+        check_same_wiring(model, Dist(rank=rank, world=2))
+        message = "no error"
+    except RuntimeError as err:
+        message = str(err)
+    Path(out, f"msg{rank}.txt").write_text(message)
+    dist.destroy_process_group()
+
+
+def test_different_wiring_across_ranks_is_a_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_mismatch_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        assert "ranks built different wiring" in (tmp_path / f"msg{rank}.txt").read_text()
