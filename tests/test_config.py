@@ -49,3 +49,10 @@ def test_every_recipe_loads_and_names_a_registered_model(recipe):
     cfg = load_config(recipe)
     assert cfg["model"]["name"] in mr.list_models()
     assert set(cfg) == set(default_config())
+
+
+def test_yaml_cannot_construct_python_objects(tmp_path):
+    (tmp_path / "evil.yaml").write_text("train: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(tmp_path / "evil.yaml")
+    assert not (tmp_path / "pwned").exists()
