@@ -31,10 +31,24 @@ def mlp(depth: int = 12, width: int = 1024, classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(width, classes))
 
 
+def transformer(width: int = 256, depth: int = 4, classes: int = 10) -> nn.Module:
+    """A transformer encoder classifier over (batch, 64, width) token inputs, mean-pooled."""
+    layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=4 * width, dropout=0.0, batch_first=True)
+    return nn.Sequential(nn.TransformerEncoder(layer, depth, enable_nested_tensor=False), _MeanTokens(),
+                         nn.Linear(width, classes))
+
+
+class _MeanTokens(nn.Module):
+    def forward(self, x):
+        return x.mean(1)
+
+
 def cases(quick: bool) -> list[dict]:
     out = [dict(name="resnet20_b128", build=lambda: mr.create_model("resnet20"), ring=0.1,
                 input=(128, 3, 32, 32), channels_last=True),
-           dict(name="mlp12x1024_b16", build=mlp, ring=0.1, input=(16, 1024), channels_last=False)]
+           dict(name="mlp12x1024_b16", build=mlp, ring=0.1, input=(16, 1024), channels_last=False),
+           dict(name="transformer_b32", build=transformer, ring=0.1, input=(32, 64, 256), channels_last=False,
+                include=[nn.Linear, "*.in_proj_weight"])]
     if not quick:
         out.insert(1, dict(name="cifar_resnet18_b128", build=lambda: mr.create_model("cifar_resnet18"),
                            ring=PAPER_RING, input=(128, 3, 32, 32), channels_last=True))
@@ -45,7 +59,7 @@ def _prepare(case: dict, rpg: bool, options: dict) -> tuple[nn.Module, torch.opt
     torch.manual_seed(0)
     model = case["build"]()
     if rpg:
-        mr.convert(model, case["ring"], **options)
+        mr.convert(model, case["ring"], **{"include": case.get("include"), **options})
     if case["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

@@ -12,7 +12,7 @@ def test_quick_benchmark_writes_json(tmp_path):
     out = tmp_path / "gen.json"
     generation.main(["--quick", "--steps", "1", "--out", str(out)])
     result = json.loads(out.read_text())
-    assert set(result["cases"]) == {"resnet20_b128", "mlp12x1024_b16"}
+    assert set(result["cases"]) == {"resnet20_b128", "mlp12x1024_b16", "transformer_b32"}
     for row in result["cases"].values():
         assert row["dense_s"] > 0 and row["rpg_s"] > 0
         assert row["wiring_bytes_per_virtual"] <= 5.0

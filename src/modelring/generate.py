@@ -129,14 +129,20 @@ def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wi
     return Wiring(layout, starts.to(torch.int32), inverse.to(torch.int32), coef)
 
 
+_CHUNK = 1 << 20  # bounds the int64 temporaries of the hash while building the wiring
+
+
 def _coefficients(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """c_i * s_j for every virtual weight: layer scale times the reflection sign."""
-    scales = torch.tensor([s.scale for s in spec.segments], dtype=torch.float64, device=device)
-    counts = torch.tensor([s.numel for s in spec.segments], device=device)
-    coef = torch.repeat_interleave(scales, counts)
+    """c_i * s_j for every virtual weight: layer scale times the reflection sign (built chunk by chunk)."""
+    coef = torch.empty(spec.total, dtype=dtype, device=device)
+    for seg in spec.segments:
+        coef[seg.offset:seg.offset + seg.numel] = seg.scale
     if spec.reflect:
-        coef[wr.sign_bits(0, spec.total, spec.key(_PURPOSE_SIGNS), device=device)] *= -1.0
-    return coef.to(dtype)
+        key = spec.key(_PURPOSE_SIGNS)
+        for start in range(0, spec.total, _CHUNK):
+            part = coef[start:start + _CHUNK]
+            part[wr.sign_bits(start, part.numel(), key, device=device)] *= -1
+    return coef
 
 
 def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
