@@ -9,16 +9,14 @@ Usage: python bench/floor.py [--threads 2] [--repeats 7]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import modelring as mr
 from modelring.convert import get_state
-from modelring.io import write_atomic
+from results_io import write_result
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -71,10 +69,7 @@ def main(argv=None) -> dict:
               f"forward {r['forward_ms']:7.2f} ms ({r['forward_over_copy']:.1f}x copy) | backward "
               f"{r['backward_ms']:7.2f} ms ({r['backward_over_copy']:.1f}x copy)")
     result = {"torch": torch.__version__, "threads": args.threads, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return result
 
 

@@ -9,7 +9,6 @@ reported time is the median over steps after warm-up. A step = zero_grad + forwa
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 import modelring as mr
-from modelring.io import write_atomic
+from results_io import write_result
 
 PAPER_RING = 512 * 512 * 3 * 3  # the paper's ResNet-18 ring: one 512x512x3x3 conv
 
@@ -139,10 +138,7 @@ def main(argv=None) -> dict:
     result["recompute"] = recompute_mode(steps, options)
     print(f"recompute wiring (resnet20_b128): {result['recompute']['wiring_bytes_per_virtual']:.3f} B/virtual, "
           f"step ratio {result['recompute']['step_ratio']:.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return result
 
 

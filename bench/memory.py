@@ -9,12 +9,13 @@ Usage: python bench/memory.py [--steps 3]
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from results_io import write_result  # noqa: E402
 
 CHILD = r"""
 import resource, sys, torch
@@ -60,12 +61,7 @@ def main(argv=None) -> dict:
         print(f"{name:>20}: peak above baseline dense {(dense - base) / 2**20:8.1f} MiB, rpg "
               f"{(rpg - base) / 2**20:8.1f} MiB (ratio {r['peak_ratio_above_baseline']:.2f}); DDP gradient "
               f"bytes/step {rpg_grad:,} vs dense {dense_grad:,}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from modelring.io import write_atomic
-
-    write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
-    print(f"wrote {out}")
+    write_result(args.out, rows)
     return rows
 
 

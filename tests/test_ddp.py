@@ -62,11 +62,16 @@ def _worker(rank, port, out):
     dist.destroy_process_group()
 
 
-def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
+def _spawn_two(worker, tmp_path):
+    """Run ``worker(rank, port, folder)`` in 2 processes that meet over gloo on a free 127.0.0.1 port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+
+
+def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
+    _spawn_two(_worker, tmp_path)
     ring0 = torch.load(tmp_path / "ring0.pt", weights_only=True)
     ring1 = torch.load(tmp_path / "ring1.pt", weights_only=True)
     assert torch.equal(ring0, ring1)
@@ -100,9 +105,6 @@ def _mismatch_worker(rank, port, out):
 
 
 def test_different_wiring_across_ranks_is_a_clear_error(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_mismatch_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    _spawn_two(_mismatch_worker, tmp_path)
     for rank in range(2):
         assert "ranks built different wiring" in (tmp_path / f"msg{rank}.txt").read_text()
