@@ -66,6 +66,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Train a recipe over a grid of overrides and seeds; write sweep.csv, summary.md and the log-linear fit."""
+    from .sweep import parse_grid, run_sweep
+
+    run_sweep(args.config, parse_grid(args.grid or []), seeds=args.seeds, overrides=args.overrides, out=args.out,
+              dense=args.dense)
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
 def cmd_eval(args) -> int:
     """Evaluate a run's model (or any model file) on the test split of the run's data."""
     from .io import load
@@ -115,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides: section.key=value")
     p.add_argument("--resume", action="store_true", help="continue from out.dir/last.pt (same config)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sweep", help="train a recipe over a grid of overrides and seeds, with a DoF fit",
+                       description="Train CONFIG for every combination of --grid values and every seed (runs that "
+                                   "already have a report.json are reused), then write OUT/sweep.csv, sweep.json "
+                                   "and summary.md with mean ± std per setting and the fit of test top-1 against "
+                                   "log10(DoF).")
+    p.add_argument("config", help="YAML recipe")
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
+    p.add_argument("--grid", action="append", help="section.key=v1,v2,... (repeatable: the product is swept)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--dense", action="store_true", help="also train the dense model (ring.enabled=false)")
+    p.add_argument("--out", required=True, help="folder for the runs and the tables")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("eval", help="evaluate a run's best model on its test split")
     p.add_argument("run", help="the run folder (out.dir of a training run)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/elsewhere")

@@ -1,0 +1,47 @@
+"""Sweeps: grid parsing, the log-linear fit, and a tiny end-to-end sweep that resumes."""
+import json
+from pathlib import Path
+
+import pytest
+
+from modelring.cli import main
+from modelring.sweep import combinations, fit_loglinear, parse_grid, run_name
+
+RECIPE = str(Path(__file__).parent.parent / "configs" / "fmnist_resnet20_rpg.yaml")
+
+
+def test_grid_and_names():
+    grid = parse_grid(["ring.size=0.01,0.1", "ring.block=1,16"])
+    assert grid == {"ring.size": [0.01, 0.1], "ring.block": [1, 16]}
+    combos = combinations(grid, dense=True)
+    assert len(combos) == 5 and combos[-1] == {"ring.enabled": False}
+    assert run_name(combos[0], 3) == "size=0.01_block=1_seed3" and run_name(combos[-1], 0) == "dense_seed0"
+    with pytest.raises(ValueError, match="must look like"):
+        parse_grid(["ring.size"])
+
+
+def test_loglinear_fit_recovers_a_known_line():
+    dofs = [1e3, 1e4, 1e5, 1e6]
+    fit = fit_loglinear(dofs, [0.1 * k + 0.3 for k in (3, 4, 5, 6)])
+    assert fit["slope_per_decade"] == pytest.approx(0.1) and fit["intercept"] == pytest.approx(0.3)
+    assert fit["r2"] == pytest.approx(1.0)
+    noisy = fit_loglinear(dofs, [0.6, 0.72, 0.78, 0.95])
+    assert 0.8 < noisy["r2"] < 1.0
+    with pytest.raises(ValueError, match="two different DoF"):
+        fit_loglinear([10, 10], [0.5, 0.6])
+
+
+def test_tiny_sweep_end_to_end_and_resume(fmnist_root, tmp_path, capsys):
+    args = ["sweep", RECIPE, f"data.root={fmnist_root}", "train.epochs=1", "train.progress=false",
+            "out.tensorboard=false", "--grid", "ring.size=0.05,0.2,0.5", "--dense", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Log-linear fit" in out and "dense" in out
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(result["rows"]) == 4 and result["fit"]["points"] == 3
+    dofs = [r["dof"] for r in result["summary"]]
+    assert dofs == sorted(dofs) and result["summary"][-1]["setting"] == "dense"
+    assert main(args) == 0  # a second call reuses every report
+    assert capsys.readouterr().out.count("done before, reusing its report") == 4
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 5
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
