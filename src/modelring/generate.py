@@ -291,6 +291,6 @@ class RingGenerator:
         self._cache, self._cache_key = None, None
 
     def __getstate__(self):
-        # Generated tensors carry autograd history and cannot be copied or pickled; they are rebuilt on use.
-        return {"spec": self.spec, "_wiring": self._wiring, "_cache_key": None, "_cache": None,
-                "_consumed": [False]}
+        # Generated tensors carry autograd history and cannot be copied or pickled, and the wiring is derived
+        # from the spec: copies and pickles hold neither, and rebuild both on first use.
+        return {"spec": self.spec, "_wiring": {}, "_cache_key": None, "_cache": None, "_consumed": [False]}
