@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -103,10 +104,8 @@ def cmd_export(args) -> int:
     path = save(dense, args.out)
     print(f"wrote {path} ({path.stat().st_size:,} B, plain {type(dense).__name__} weights)")
     if args.onnx:
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise ValueError("--onnx needs the onnx package: pip install onnx") from None
+        if importlib.util.find_spec("onnx") is None:
+            raise ValueError("--onnx needs the onnx package: pip install onnx onnxscript")
         dense.eval()
         shape = [1] + [int(v) for v in args.input_shape.split(",")]
         torch.onnx.export(dense, torch.randn(shape), args.onnx)

@@ -45,9 +45,9 @@ class ConvertedState:
     def ring(self, i: int) -> torch.Tensor:
         return getattr(self.root, RING_PREFIX + self.generators[i].spec.name)
 
-    def spec_json(self) -> str:
-        return json.dumps({"format": "modelring", "rings": [g.spec.to_dict() for g in self.generators]},
-                          sort_keys=True)
+    def spec(self) -> dict:
+        """The full spec of every ring, as plain values (stored in state_dicts and files)."""
+        return {"format": "modelring", "rings": [g.spec.to_dict() for g in self.generators]}
 
     def write_weights(self, detach: bool) -> None:
         """Store every ring's weights in the owning modules' attributes: freshly generated for a forward,
@@ -91,8 +91,7 @@ class _SpecStateDictHook:
         self.state = state
 
     def __call__(self, module, state_dict, prefix, local_metadata):
-        data = self.state.spec_json().encode()
-        state_dict[prefix + SPEC_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        state_dict[prefix + SPEC_KEY] = encode_spec(self.state.spec())
 
 
 class _SpecLoadHook:
@@ -107,7 +106,7 @@ class _SpecLoadHook:
             missing.append(key)
             return
         theirs = decode_spec(state_dict.pop(key))
-        if _value_spec(theirs) != _value_spec(json.loads(self.state.spec_json())):
+        if _value_spec(theirs) != _value_spec(self.state.spec()):
             errors.append("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, "
                           "targets or wiring options); convert the model with the same options, or use "
                           "modelring.load(path) which rebuilds the model from the file's spec")
@@ -118,6 +117,11 @@ def _value_spec(spec: dict) -> dict:
     return {**spec, "rings": [{k: v for k, v in ring.items() if k != "wiring"} for ring in spec["rings"]]}
 
 
+def encode_spec(spec: dict) -> torch.Tensor:
+    """The spec as the uint8 JSON tensor stored under ``modelring_spec`` in a state_dict."""
+    return torch.frombuffer(bytearray(json.dumps(spec, sort_keys=True).encode()), dtype=torch.uint8)
+
+
 def decode_spec(tensor: torch.Tensor) -> dict:
     """The spec dict stored under ``modelring_spec`` in a state_dict."""
     return json.loads(bytes(tensor.cpu().numpy().tobytes()).decode())
@@ -126,6 +130,12 @@ def decode_spec(tensor: torch.Tensor) -> dict:
 def get_state(model: nn.Module) -> ConvertedState | None:
     """The conversion state of a converted model, or None for a plain model."""
     return model.__dict__.get(STATE_ATTR)
+
+
+def ring_names(model: nn.Module) -> set[str]:
+    """Parameter names of the model's rings (empty for a plain model)."""
+    state = get_state(model)
+    return {RING_PREFIX + g.spec.name for g in state.generators} if state else set()
 
 
 def is_converted(model: nn.Module) -> bool:

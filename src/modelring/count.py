@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .convert import RING_PREFIX, get_state
+from .convert import get_state, ring_names
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,16 @@ def count_params(model: nn.Module) -> ParamCount:
     Returns:
         A ``ParamCount``; ``print()`` it for a readable summary.
     """
-    state = get_state(model)
-    ring_names = {RING_PREFIX + g.spec.name for g in state.generators} if state else set()
+    state, rings_named = get_state(model), ring_names(model)
     ring = free = dof = nbytes = 0
     for name, p in model.named_parameters():  # deduplicated: a shared tensor counts once
         nbytes += p.numel() * p.element_size()
         dof += p.numel() if p.requires_grad else 0
-        if name in ring_names:
+        if name in rings_named:
             ring += p.numel()
         else:
             free += p.numel()
-    frozen = free - sum(p.numel() for n, p in model.named_parameters() if n not in ring_names and p.requires_grad)
+    frozen = free - sum(p.numel() for n, p in model.named_parameters() if n not in rings_named and p.requires_grad)
     rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes = [], [], 0, 0, 0, 0
     for i, gen in enumerate(state.generators if state else []):
         spec, elem = gen.spec, state.ring(i).element_size()

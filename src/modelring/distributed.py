@@ -8,6 +8,7 @@ what DDP all-reduces: the rings and the free tensors, never the generated weight
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ def shard(indices: torch.Tensor, d: Dist, *, even: bool) -> list[int]:
 def wiring_fingerprint(model: nn.Module, device: torch.device) -> int:
     """A 63-bit digest of every ring's spec and of the wiring tensors this process built."""
     state = get_state(model)
-    digest = hashlib.sha256(state.spec_json().encode() if state else b"plain")
+    digest = hashlib.sha256(json.dumps(state.spec(), sort_keys=True).encode() if state else b"plain")
     for i, gen in enumerate(state.generators if state else []):
         wiring = gen.wiring(device, state.ring(i).dtype)
         for tensor in (wiring.index, wiring.inverse, wiring.coef):

@@ -15,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .convert import SPEC_KEY, apply_specs, decode_spec, get_state
+from .convert import RING_PREFIX, SPEC_KEY, apply_specs, decode_spec, encode_spec, get_state
 from .generate import RingSpec
 
 FILE_FORMAT = "modelring-1"
@@ -121,8 +121,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         raise ValueError(f"{path} holds a plain (unconverted) model but the given model is converted; pass an "
                          "unconverted model")
     if spec is not None:
-        data = json.dumps(spec, sort_keys=True).encode()
-        tensors[SPEC_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        tensors[SPEC_KEY] = encode_spec(spec)
     model.load_state_dict(tensors, strict=True)
     return model
 
@@ -131,7 +130,7 @@ def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[R
     """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included."""
     generated = {seg.name for ring in rings for seg in ring.segments}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in generated}
-    expected.update({"modelring_" + ring.name: (ring.size,) for ring in rings})
+    expected.update({RING_PREFIX + ring.name: (ring.size,) for ring in rings})
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import data as D
 from .config import dump_config
-from .convert import RING_PREFIX, convert, materialize, rings_per_stage
+from .convert import convert, materialize, ring_names, rings_per_stage
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
 from .count import count_params
@@ -125,8 +125,9 @@ def build_model(cfg: dict, num_classes: int, in_chans: int) -> nn.Module:
 def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     """Explicit groups: rings (``train.ring_weight_decay``, default = weight_decay) and everything else."""
     tc = cfg["train"]
-    rings = [p for n, p in model.named_parameters() if n.startswith(RING_PREFIX) and p.requires_grad]
-    others = [p for n, p in model.named_parameters() if not n.startswith(RING_PREFIX) and p.requires_grad]
+    names = ring_names(model)
+    rings = [p for n, p in model.named_parameters() if n in names and p.requires_grad]
+    others = [p for n, p in model.named_parameters() if n not in names and p.requires_grad]
     ring_wd = tc["weight_decay"] if tc["ring_weight_decay"] is None else tc["ring_weight_decay"]
     groups = [{"params": others, "weight_decay": tc["weight_decay"], "name": "free"}]
     return groups + ([{"params": rings, "weight_decay": ring_wd, "name": "ring"}] if rings else [])
