@@ -78,20 +78,16 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    """Evaluate a run's model (or any model file) on the test split of the run's data."""
+    """Evaluate a run's model (or any model file) on the test split of the run's data, with the task's metrics."""
     from .io import load
-    from .train import build_data, evaluate, make_loader
+    from .train import task_evaluator
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of a run")
     cfg = load_config(run_dir / "config.yaml", args.overrides)
     model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
-    _, test_ds, _, _ = build_data(cfg)
-    stats = evaluate(model, make_loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None),
-                     torch.device(cfg["train"]["device"]))
-    print(f"test loss {stats['loss']:.4f}  top-1 {stats['top1']:.4f}  top-5 {stats['top5']:.4f}  "
-          f"({len(test_ds):,} images)")
+    print(task_evaluator(cfg["task"]["name"])(cfg, model))
     return 0
 
 

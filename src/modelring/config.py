@@ -17,6 +17,8 @@ import yaml
 def default_config() -> dict:
     """Every configurable key with its default value."""
     return {
+        # task.name picks the training loop: classification (train.py), pose (pose/), multitask (multitask/)
+        "task": {"name": "classification"},
         "model": {"name": "resnet20", "kwargs": {}},
         "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
                  "scale": None, "block": 16, "permute": True, "reflect": True, "sampling": "even",
@@ -30,6 +32,9 @@ def default_config() -> dict:
                   "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
                   "device": "cpu", "progress": True},
         "out": {"dir": "runs/default", "tensorboard": True},
+        # task sections: keys read only by their task's loop
+        # (pose section: issue 5)
+        # (multitask section: issue 6)
     }
 
 

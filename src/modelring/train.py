@@ -12,6 +12,7 @@ batches; on CPU the final ring is bitwise equal to an uninterrupted run.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -111,15 +112,27 @@ def build_model(cfg: dict, num_classes: int, in_chans: int) -> nn.Module:
     """The registry model, converted to RPG when ``ring.enabled``."""
     kwargs = {"num_classes": num_classes, "in_chans": in_chans, **cfg["model"]["kwargs"]}
     torch.manual_seed(cfg["train"]["seed"])
-    model = create_model(cfg["model"]["name"], **kwargs)
-    rc = cfg["ring"]
-    if rc["enabled"]:
-        rings = rings_per_stage(model) if rc["rings"] == "per_stage" else rc["rings"]
-        convert(model, rc["size"], seed=rc["seed"],
-                permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"], scale=rc["scale"],
-                rings=rings, include=rc["include"], exclude=rc["exclude"] or None, wiring=rc["wiring"],
-                block=rc["block"])
-    return model
+    return apply_ring(create_model(cfg["model"]["name"], **kwargs), cfg["ring"])
+
+
+def apply_ring(model: nn.Module, rc: dict) -> nn.Module:
+    """Convert ``model`` to RPG as the ``ring`` config section says (nothing when ``ring.enabled`` is false).
+
+    ``ring.rings`` may be null (one global ring), ``per_stage`` (one ring per ``stage_names()`` entry),
+    ``per_layer`` (one ring per generated parameter) or a {glob: size} mapping.
+    """
+    if not rc["enabled"]:
+        return model
+    rings = rc["rings"]
+    if rings == "per_stage":
+        rings = rings_per_stage(model)
+    elif rings == "per_layer":
+        rings = lambda name, module: name  # noqa: E731 - each parameter its own group
+    elif isinstance(rings, str):
+        raise ValueError(f"ring.rings must be null, per_stage, per_layer or a mapping glob -> size, got {rings!r}")
+    return convert(model, rc["size"], seed=rc["seed"], permute=rc["permute"], reflect=rc["reflect"],
+                   sampling=rc["sampling"], scale=rc["scale"], rings=rings, include=rc["include"],
+                   exclude=rc["exclude"] or None, wiring=rc["wiring"], block=rc["block"])
 
 
 def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
@@ -256,9 +269,41 @@ def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
     d = setup(tc["device"])
     log = log if d.main else (lambda *a: None)
     try:
-        return _run(cfg, tc, out, d, resume, log)
+        return task_runner(cfg["task"]["name"])(cfg, tc, out, d, resume, log)
     finally:
         cleanup(d)
+
+
+# task name -> (training loop, evaluator); imported lazily so a task's dependencies stay its own
+TASKS = {"classification": ("modelring.train:_run", "modelring.train:evaluate_classification"),
+         "pose": ("modelring.pose.train:run_pose", "modelring.pose.train:evaluate_pose"),
+         "multitask": ("modelring.multitask.train:run_multitask", "modelring.multitask.train:evaluate_multitask")}
+
+
+def _task_entry(name: str, which: int):
+    if name not in TASKS:
+        raise ValueError(f"task.name must be one of {sorted(TASKS)}, got {name!r}")
+    module, _, attr = TASKS[name][which].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def task_runner(name: str):
+    """The training loop of a task: ``(cfg, tc, out, dist, resume, log) -> report``."""
+    return _task_entry(name, 0)
+
+
+def task_evaluator(name: str):
+    """The evaluation of a task: ``(cfg, model) -> printable report`` on the config's test split."""
+    return _task_entry(name, 1)
+
+
+def evaluate_classification(cfg: dict, model: nn.Module) -> str:
+    """Test loss, top-1 and top-5 of ``model`` on the config's test split, as one line."""
+    _, test_ds, _, _ = build_data(cfg)
+    stats = evaluate(model, make_loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None),
+                     torch.device(cfg["train"]["device"]))
+    return (f"test loss {stats['loss']:.4f}  top-1 {stats['top1']:.4f}  top-5 {stats['top5']:.4f}  "
+            f"({len(test_ds):,} images)")
 
 
 def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
