@@ -91,6 +91,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+SYNTH_WRITERS = {"pose": "modelring.pose.synth:write_dataset", "multitask": "modelring.multitask.synth:write_dataset"}
+
+
+def cmd_make_data(args) -> int:
+    """Render a procedural data set in the real on-disk layout of its task (MPII JSON, 2D-3D-S folders)."""
+    module, _, attr = SYNTH_WRITERS[args.task].partition(":")
+    write = getattr(importlib.import_module(module), attr)
+    summary = write(Path(args.out), train=args.train, test=args.test, seed=args.seed, image_size=args.image_size)
+    print(summary)
+    return 0
+
+
 def cmd_export(args) -> int:
     """Materialize a model file into a plain one (no ring), and ONNX when ``onnx`` is installed."""
     from .io import load
@@ -143,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="also write an ONNX file here (needs the onnx package)")
     p.add_argument("--input-shape", default="3,32,32", help="C,H,W of the ONNX example input")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("make-data", help="render a procedural data set in a real layout (pose: MPII, "
+                                         "multitask: 2D-3D-S)",
+                       description="Write a procedural data set in the exact on-disk layout of the real one, so "
+                                   "the real reader and pipeline serve both. Deterministic for a given --seed.")
+    p.add_argument("task", choices=sorted(SYNTH_WRITERS))
+    p.add_argument("out", help="folder to write (created; an existing non-empty folder is refused)")
+    p.add_argument("--train", type=int, default=2000, help="training samples")
+    p.add_argument("--test", type=int, default=500, help="test samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128, help="side of the rendered images in pixels")
+    p.set_defaults(func=cmd_make_data)
     p = sub.add_parser("list-models", help="list registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
     p.set_defaults(func=cmd_list_models)
