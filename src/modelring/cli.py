@@ -91,7 +91,7 @@ def cmd_eval(args) -> int:
     return 0
 
 
-SYNTH_WRITERS = {"pose": "modelring.pose.synth:write_dataset", "multitask": "modelring.multitask.synth:write_dataset"}
+SYNTH_WRITERS = {"pose": "modelring.tasks.pose.synth:write_dataset", "multitask": "modelring.tasks.multitask.synth:write_dataset"}
 
 
 def cmd_make_data(args) -> int:

@@ -17,7 +17,7 @@ import yaml
 def default_config() -> dict:
     """Every configurable key with its default value."""
     return {
-        # task.name picks the training loop: classification (train.py), pose (pose/), multitask (multitask/)
+        # task.name picks the training loop: classification (train.py), pose and multitask (tasks/)
         "task": {"name": "classification"},
         "model": {"name": "resnet20", "kwargs": {}},
         "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,

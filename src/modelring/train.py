@@ -276,8 +276,8 @@ def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
 
 # task name -> (training loop, evaluator); imported lazily so a task's dependencies stay its own
 TASKS = {"classification": ("modelring.train:_run", "modelring.train:evaluate_classification"),
-         "pose": ("modelring.pose.train:run_pose", "modelring.pose.train:evaluate_pose"),
-         "multitask": ("modelring.multitask.train:run_multitask", "modelring.multitask.train:evaluate_multitask")}
+         "pose": ("modelring.tasks.pose.train:run_pose", "modelring.tasks.pose.train:evaluate_pose"),
+         "multitask": ("modelring.tasks.multitask.train:run_multitask", "modelring.tasks.multitask.train:evaluate_multitask")}
 
 
 def _task_entry(name: str, which: int):
