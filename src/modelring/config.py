@@ -35,6 +35,9 @@ def default_config() -> dict:
         # task sections: keys read only by their task's loop
         # (pose section: issue 5)
         # (multitask section: issue 6)
+        "multitask": {"num_classes": 13, "test_areas": ["area_5a", "area_5b"], "depth_loss": "l1",
+                      "normal_loss": "cosine", "depth_weight": 1.0, "normal_weight": 1.0, "semantic_weight": 0.5,
+                      "select": "depth_rmse"},
     }
 
 

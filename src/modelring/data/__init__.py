@@ -20,3 +20,6 @@ __all__ = [
     "random_crop", "random_hflip", "random_resized_crop", "random_resized_box", "center_crop",
     "resize_center_crop", "normalize",
 ]
+
+from .s2d3ds import S2D3DS, s2d3ds_splits  # noqa: E402  (2D-3D-S reader, issue 6)
+__all__ += ["S2D3DS", "s2d3ds_splits"]
