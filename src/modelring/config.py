@@ -34,6 +34,9 @@ def default_config() -> dict:
         "out": {"dir": "runs/default", "tensorboard": True},
         # task sections: keys read only by their task's loop
         # (pose section: issue 5)
+        "pose": {"variant": "independent", "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16,
+                 "sigma": 1.0, "rotation": 30.0, "scale_factor": 0.25, "flip": True, "box_margin": 1.25,
+                 "flip_test": False, "threshold": 0.5, "optimizer": "adam"},
         # (multitask section: issue 6)
         "multitask": {"num_classes": 13, "test_areas": ["area_5a", "area_5b"], "depth_loss": "l1",
                       "normal_loss": "cosine", "depth_weight": 1.0, "normal_weight": 1.0, "semantic_weight": 0.5,

@@ -8,5 +8,6 @@ and ``list_models("resnet*")`` work right away.
 from .registry import create_model, list_models, register_model
 from . import cifar_resnet, imagenet_resnet  # noqa: F401  (import registers the models)
 from . import multitask  # noqa: F401
+from . import pose  # noqa: F401  (pose_cpm, issue 5)
 
 __all__ = ["create_model", "list_models", "register_model"]

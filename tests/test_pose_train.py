@@ -1,0 +1,83 @@
+"""Pose training loop on a tiny generated data set: loss falls, files, eval table, kill + resume, bad config."""
+import json
+
+import pytest
+import torch
+
+import modelring as mr
+import modelring.tasks.pose.train as P
+from modelring.cli import main
+from modelring.config import load_config
+from modelring.tasks.pose.synth import write_dataset
+from modelring.train import run
+
+
+@pytest.fixture(scope="module")
+def pose_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pose") / "data"
+    write_dataset(root, train=32, test=8, seed=0, image_size=48)
+    return root
+
+
+def _config(root, out, **overrides):
+    items = ["task.name=pose", "model.name=pose_cpm", "data.name=mpii", f"data.root={root}", f"out.dir={out}",
+             "model.kwargs={width: 8, stage_depth: 1}", "pose.stages=2", "pose.input_size=32", "pose.heatmap_size=8",
+             "pose.variant=reuse_rpg", "ring.size=600", "ring.exclude=[backbone.stem.weight]", "train.epochs=3",
+             "train.batch_size=8", "train.eval_batch_size=8", "train.lr=0.01", "train.threads=1",
+             "train.progress=false", "out.tensorboard=false", "train.warmup_epochs=0"]
+    return load_config(None, items + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_training_loss_falls_and_writes_everything(pose_root, tmp_path):
+    report = run(_config(pose_root, tmp_path / "run", **{"train.epochs": 4}), log=lambda *a: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
+    for name in ["metrics.csv", "config.yaml", "last.pt", "best.safetensors", "model.safetensors", "report.json"]:
+        assert (tmp_path / "run" / name).is_file(), name
+    assert report["variant"] == "reuse_rpg" and report["ring"] == 600
+    assert 0.0 <= report["test_pckh"] <= 1.0 and set(report["pckh_per_joint"]) >= {"head_top", "l_wrist"}
+    assert report["checkpoint_bytes"] < report["dense_checkpoint_bytes"]
+    assert mr.count_params(mr.load(tmp_path / "run" / "model.safetensors")).ring == 600
+
+
+def test_eval_prints_the_per_joint_table(pose_root, tmp_path, capsys):
+    run(_config(pose_root, tmp_path / "run", **{"train.epochs": 1, "pose.flip_test": True}), log=lambda *a: None)
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "8 persons" in out and "(flip test)" in out
+    for name in ("r_ankle", "head_top", "l_wrist", "mean"):
+        assert name in out
+
+
+def test_kill_and_resume_equals_uninterrupted_run(pose_root, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    run(_config(pose_root, straight), log=lambda *a: None)
+    interrupted = tmp_path / "interrupted"
+    real, calls = P.train_one_epoch, []
+
+    def dies_in_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(P, "train_one_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(_config(pose_root, interrupted), log=lambda *a: None)
+    monkeypatch.setattr(P, "train_one_epoch", real)
+    run(_config(pose_root, interrupted), resume=True, log=lambda *a: None)
+    a = torch.load(straight / "last.pt", weights_only=True)["model"]
+    b = torch.load(interrupted / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len((interrupted / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_bad_config_is_refused_clearly(pose_root, tmp_path):
+    with pytest.raises(ValueError, match="set data.name=mpii"):
+        run(_config(pose_root, tmp_path / "a", **{"data.name": "cifar10"}), log=lambda *a: None)
+    with pytest.raises(ValueError, match="pose.variant must be one of"):
+        run(_config(pose_root, tmp_path / "b", **{"pose.variant": "cpm"}), log=lambda *a: None)
+    with pytest.raises(FileNotFoundError, match="no MPII annotation file"):
+        run(_config(tmp_path / "nowhere", tmp_path / "c"), log=lambda *a: None)
+    with pytest.raises(ValueError, match="unknown key 'pose.sigmaa'"):
+        _config(pose_root, tmp_path / "d", **{"pose.sigmaa": 2})
