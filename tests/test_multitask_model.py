@@ -1,0 +1,77 @@
+"""multitask_net: outputs, sub-network reuse (shared convs, separate norms), RPG conversion with global and
+per-stage rings, save/load."""
+import pytest
+import torch
+
+import modelring as mr
+from modelring.train import apply_ring
+from modelring.config import default_config
+
+
+def ring_cfg(**changes):
+    rc = {**default_config()["ring"], "size": 2000, "exclude": ["encoder.stem.*", "heads.*"], **changes}
+    return rc
+
+
+def test_outputs_and_unit_normals():
+    torch.manual_seed(0)
+    model = mr.create_model("multitask_net", num_classes=5, width=8)
+    out = model(torch.randn(2, 3, 16, 24))
+    assert out["depth"].shape == (2, 1, 16, 24) and out["semantic"].shape == (2, 5, 16, 24)
+    torch.testing.assert_close(out["normal"].norm(dim=1), torch.ones(2, 16, 24))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.randn(1, 3, 12, 16))
+
+
+def test_reuse_shares_conv_weights_and_counts():
+    plain = mr.create_model("multitask_net", width=8, reuse=False)
+    shared = mr.create_model("multitask_net", width=8, reuse=True, new_norm=False)
+    new_bn = mr.create_model("multitask_net", width=8, reuse=True, new_norm=True)
+    convs = lambda m: [n for n, p in m.named_parameters() if n.startswith("decoders.depth") and p.dim() == 4]  # noqa: E731
+    assert len(convs(plain)) == 6 and len(convs(shared)) == 2 and len(convs(new_bn)) == 2
+    bns = lambda m: [n for n, _ in m.named_modules() if n.startswith("decoders.depth") and  # noqa: E731
+                     isinstance(m.get_submodule(n), torch.nn.BatchNorm2d)]
+    assert len(bns(plain)) == 6 and len(bns(shared)) == 2 and len(bns(new_bn)) == 6
+    per_block = 2 * 8 * 8 * 9  # two 3x3 convs of 8 channels
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(plain) - count(new_bn) == 3 * 2 * per_block  # 2 of 3 blocks gone, 3 decoders
+    assert count(new_bn) - count(shared) == 3 * 2 * 2 * 2 * 8  # 2 extra BN sets of 2 BNs (weight + bias)
+
+
+def test_each_reuse_step_updates_only_its_own_norm():
+    torch.manual_seed(0)
+    model = mr.create_model("multitask_net", width=8, reuse=True, new_norm=True)
+    up = model.decoders.normal.up
+    before = [up.norms_of(k)["conv1.1"].running_mean.clone() for k in range(3)]
+    model.train()
+    model(torch.randn(2, 3, 16, 16))
+    after = [up.norms_of(k)["conv1.1"].running_mean for k in range(3)]
+    assert all(not torch.equal(b, a) for b, a in zip(before, after))  # every application ran with its own BN
+    assert not torch.equal(after[0], after[1]) and not torch.equal(after[1], after[2])
+    assert up.module.conv1[1] is up.norms_of(0)["conv1.1"]  # the shared block got its own norms back
+
+
+@pytest.mark.parametrize("rings", [None, "per_stage"])
+def test_converts_with_global_or_local_rings_and_round_trips(tmp_path, rings):
+    torch.manual_seed(0)
+    model = apply_ring(mr.create_model("multitask_net", width=8, reuse=True), ring_cfg(rings=rings))
+    counts = mr.count_params(model)
+    assert counts.ring == 2000
+    ring_params = [n for n, _ in model.named_parameters() if "ring" in n]
+    assert len(ring_params) == (1 if rings is None else 4)  # encoder + three decoders
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    expected = model(x)
+    loaded = mr.load(mr.save(model, tmp_path / "m.safetensors")).eval()
+    for key, value in loaded(x).items():
+        torch.testing.assert_close(value, expected[key])
+    loss = sum(v.mean() for v in model(x).values())
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "ring" in n)
+
+
+def test_reuse_halves_the_generated_weights_at_equal_ring():
+    plain = apply_ring(mr.create_model("multitask_net", width=8, reuse=False), ring_cfg())
+    reused = apply_ring(mr.create_model("multitask_net", width=8, reuse=True, new_norm=True), ring_cfg())
+    assert mr.count_params(plain).dof == mr.count_params(reused).dof  # new BN per reuse = as many BNs as blocks
+    assert mr.count_params(plain).virtual > 1.9 * mr.count_params(reused).virtual - 2000

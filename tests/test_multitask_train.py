@@ -1,0 +1,87 @@
+"""Multi-task training on tiny generated data: losses fall, kill + resume equals an uninterrupted run,
+``modelring eval`` prints the metrics table, config mistakes are clear errors."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modelring import cli
+from modelring import train as T
+from modelring.config import load_config
+from modelring.tasks.multitask.synth import write_dataset
+
+RECIPE = Path(__file__).parent.parent / "configs" / "multitask_rpg.yaml"
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s2d3ds") / "synth"
+    write_dataset(root, train=64, test=16, seed=0, image_size=16)
+    return root
+
+
+def _config(root, out, **changes):
+    items = {"data.root": str(root), "data.image_size": 16, "model.kwargs": {"width": 8, "reuse": True},
+             "ring.size": 800, "train.epochs": 3, "train.batch_size": 16, "train.eval_batch_size": 16,
+             "train.warmup_epochs": 0, "train.progress": False, "out.tensorboard": False, "out.dir": str(out),
+             **changes}
+    return load_config(RECIPE, [f"{k}={json.dumps(v)}" for k, v in items.items()])
+
+
+@pytest.fixture(scope="module")
+def finished(scenes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "full"
+    report = T.run(_config(scenes, out), log=lambda *a: None)
+    return out, report
+
+
+def test_losses_fall_and_run_files(finished):
+    out, report = finished
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert rows[-1]["train_depth"] < rows[0]["train_depth"] and rows[-1]["train_normal"] < rows[0]["train_normal"]
+    for name in ("config.yaml", "metrics.csv", "last.pt", "best.safetensors", "model.safetensors", "report.json"):
+        assert (out / name).is_file(), name
+    assert report["ring"] == 800 and report["dof"] == report["ring"] + report["free"]
+    assert report["test_images"] == 16 and 0 < report["test_depth_rmse"] < 10
+    assert report["checkpoint_bytes"] < report["dense_checkpoint_bytes"]
+
+
+def test_kill_and_resume_equals_uninterrupted_run(scenes, finished, tmp_path):
+    out = tmp_path / "killed"
+
+    def die_after_first_epoch(*args):
+        if str(args[0]).startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        T.run(_config(scenes, out), log=die_after_first_epoch)
+    assert not (out / "report.json").exists()
+    T.run(_config(scenes, out), resume=True, log=lambda *a: None)
+    expected, resumed = load_file(finished[0] / "model.safetensors"), load_file(out / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_eval_command_prints_the_metrics_table(finished, capsys):
+    assert cli.main(["eval", str(finished[0])]) == 0
+    text = capsys.readouterr().out
+    assert "multitask test metrics (16 images" in text
+    for row in ("depth RMSE (m)", "normal mean angle (deg)", "segmentation mIoU"):
+        assert row in text
+    rmse = float(next(line for line in text.splitlines() if "depth RMSE" in line).split()[-1])
+    assert 0 < rmse < 10
+
+
+def test_config_mistakes_are_clear_errors(scenes, tmp_path):
+    with pytest.raises(ValueError, match="data.name: s2d3ds"):
+        T.run(_config(scenes, tmp_path / "a", **{"data.name": "cifar10"}))
+    with pytest.raises(ValueError, match="multitask.depth_loss must be l1 or l2"):
+        T.run(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))
+    with pytest.raises(ValueError, match="unknown key 'multitask.depth_wieght'"):
+        _config(scenes, tmp_path / "c", **{"multitask.depth_wieght": 2.0})
