@@ -31,7 +31,7 @@ def _seed():
 
 def test_list_models():
     assert ALL_MODELS == sorted(ALL_MODELS)
-    expected = {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+    expected = {"resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
                 "cifar_resnet18", "cifar_resnet34", "resnet18", "resnet34", "resnet50"}
     assert expected <= set(ALL_MODELS)
     assert list_models("cifar_*") == ["cifar_resnet18", "cifar_resnet34"]
@@ -189,3 +189,24 @@ def test_deepcopy_and_pickle(name):
         for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
             torch.testing.assert_close(clone(x), ref)
             assert clone.modelring_model_spec == model.modelring_model_spec
+
+
+def _resnet20_params(w: int, in_chans: int = 3, classes: int = 10) -> int:
+    """Hand count of He's ResNet-20 with stage widths w, 2w, 4w (option-A shortcuts have no parameters)."""
+    convs = 9 * (in_chans * w + 6 * w * w + (w * 2 * w + 5 * (2 * w) ** 2) + (2 * w * 4 * w + 5 * (4 * w) ** 2))
+    norms = 2 * (w + 6 * w + 6 * 2 * w + 6 * 4 * w)
+    return convs + norms + 4 * w * classes + classes
+
+
+@pytest.mark.parametrize("width", [2, 5, 16])
+def test_cifar_resnet_width_matches_hand_count(width):
+    assert _resnet20_params(16) == 269_722
+    model = create_model("resnet20", width=width)
+    assert _num_params(model) == _resnet20_params(width)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_shallow_resnets_and_bad_width():
+    assert len(create_model("resnet8").layer1) == 1 and len(create_model("resnet14").layer3) == 2
+    with pytest.raises(ValueError, match="width must be an int"):
+        create_model("resnet20", width=0)

@@ -32,6 +32,9 @@ def default_config() -> dict:
                   "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
                   "device": "cpu", "progress": True},
         "out": {"dir": "runs/default", "tensorboard": True},
+        # global magnitude pruning baseline (dense model only): keep = count / fraction of the weights RPG
+        # would generate (ring.include/exclude), pruned after fraction `at` of all training steps
+        "prune": {"enabled": False, "keep": 0.05, "at": 0.5},
         # task sections: keys read only by their task's loop
         # (pose section: issue 5)
         "pose": {"variant": "independent", "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16,

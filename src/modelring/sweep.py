@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 
 from .config import load_config, parse_value
@@ -38,6 +39,9 @@ def combinations(grid: dict[str, list], dense: bool) -> list[dict]:
 
 
 def run_name(combo: dict, seed: int) -> str:
+    """Folder name of one run: the combo's ``label`` when it has one, else its settings."""
+    if "label" in combo:
+        return f"{combo['label']}_seed{seed}"
     parts = ["dense" if combo.get("ring.enabled") is False else ""]
     parts += [f"{k.split('.')[-1]}={v}" for k, v in combo.items() if k != "ring.enabled"]
     return "_".join(p for p in parts if p) + f"_seed{seed}"
@@ -46,24 +50,39 @@ def run_name(combo: dict, seed: int) -> str:
 def run_sweep(config: str | Path, grid: dict[str, list], *, seeds: list[int], overrides: list[str] = (),
               out: str | Path, dense: bool = False, log=print) -> list[dict]:
     """Train every (combination, seed); returns one row per run (settings + report) and writes the tables."""
+    rows = run_settings(config, combinations(grid, dense), seeds=seeds, overrides=overrides, out=out, log=log)
+    write_tables(rows, Path(out))
+    return rows
+
+
+def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], overrides: list[str] = (),
+                 out: str | Path, log=print) -> list[dict]:
+    """Train every (setting, seed) in its own folder under ``out`` (reusing finished runs).
+
+    Each setting maps dotted config keys to values, plus an optional ``label`` naming its runs (settings
+    that are not a grid product, e.g. the equal-DoF baselines). ``train.seed`` and ``ring.seed`` follow the
+    seed. Returns one row per run: run name, seed, the settings and the run's report.
+    """
     out = Path(out)
     rows = []
-    for combo in combinations(grid, dense):
+    for combo in settings:
         for seed in seeds:
             name = run_name(combo, seed)
             folder = out / name
-            settings = [f"{k}={json.dumps(v)}" for k, v in combo.items()]
-            cfg = load_config(config, [*overrides, *settings, f"train.seed={seed}", f"ring.seed={seed}",
+            items = [f"{k}={json.dumps(v)}" for k, v in combo.items() if k != "label"]
+            cfg = load_config(config, [*overrides, *items, f"train.seed={seed}", f"ring.seed={seed}",
                                        f"out.dir={folder}"])
             if (folder / "report.json").exists():
                 report = json.loads((folder / "report.json").read_text())
                 log(f"{name}: done before, reusing its report")
             else:
                 log(f"{name}: training")
+                started = time.perf_counter()
                 report = run(cfg, log=lambda *a: None)
+                report["wall_s"] = round(time.perf_counter() - started, 1)  # kept so resumed sweeps can sum it
+                write_atomic(folder / "report.json", lambda t: Path(t).write_text(json.dumps(report, indent=1)))
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})
             log(f"{name}: test top-1 {report['test_top1']:.4f}, DoF {report['dof']:,}")
-    write_tables(rows, out)
     return rows
 
 

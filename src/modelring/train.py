@@ -33,6 +33,7 @@ from .count import count_params
 from .io import save, write_atomic
 from .runfiles import MetricsLog, check_resume_config, load_checkpoint, save_checkpoint
 from .models import create_model
+from .prune import MagnitudePruner
 from .wiring import derive_key
 
 NORMALIZATION = {
@@ -135,6 +136,19 @@ def apply_ring(model: nn.Module, rc: dict) -> nn.Module:
                    exclude=rc["exclude"] or None, wiring=rc["wiring"], block=rc["block"])
 
 
+def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int) -> MagnitudePruner | None:
+    """The global magnitude pruning baseline of the ``prune`` section, or None when it is off."""
+    pc, rc = cfg["prune"], cfg["ring"]
+    if not pc["enabled"]:
+        return None
+    if rc["enabled"]:
+        raise ValueError("prune.enabled=true prunes the dense model: set ring.enabled=false too")
+    if not 0 <= pc["at"] <= 1:
+        raise ValueError(f"prune.at is the fraction of training after which to prune, in [0, 1]; got {pc['at']!r}")
+    step = round(pc["at"] * cfg["train"]["epochs"] * steps_per_epoch)
+    return MagnitudePruner(model, pc["keep"], step, include=rc["include"], exclude=rc["exclude"] or None)
+
+
 def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     """Explicit groups: rings (``train.ring_weight_decay``, default = weight_decay) and everything else."""
     tc = cfg["train"]
@@ -200,8 +214,12 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
-def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler, d: Dist = Dist()) -> dict:
-    """One pass over the training split; returns loss/top1/top5 over all ranks and images per second."""
+def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler, d: Dist = Dist(),
+                    after_step=None) -> dict:
+    """One pass over the training split; returns loss/top1/top5 over all ranks and images per second.
+
+    ``after_step()`` (optional) runs after every optimizer step (the pruning baseline re-applies its masks).
+    """
     tc, meter, start = cfg["train"], Meter(), time.perf_counter()
     model.train()
     bar = _progress(loader, len(loader), tc["progress"] and d.main, f"epoch {epoch + 1}/{tc['epochs']}")
@@ -218,6 +236,8 @@ def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, sc
         scaler.step(opt)
         scaler.update()
         sched.step()
+        if after_step is not None:
+            after_step()
         meter.update(logits.detach().float(), labels, loss.item())
         if hasattr(bar, "set_postfix"):
             stats = meter.summary()  # this rank's view: no collective inside the loop
@@ -318,6 +338,7 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     steps_per_epoch = math.ceil(len(train_ds) // d.world / tc["batch_size"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
     scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
+    pruner = build_pruner(model, cfg, steps_per_epoch)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch, best = 0, -1.0
     if resume and (out / "last.pt").exists():
@@ -332,6 +353,8 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
     elif resume:
         log(f"nothing to resume in {out}; starting fresh")
+    if pruner is not None:
+        pruner.start_at(start_epoch * steps_per_epoch)
     net, traffic = model, GradientBytes()
     if d.world > 1:  # after loading: DDP broadcasts rank 0's state to every rank at construction
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -348,7 +371,8 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         started = time.perf_counter()
         train_ds.epoch = epoch
         loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
-        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device, scaler, d)
+        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device, scaler, d,
+                                after_step=pruner.after_step if pruner else None)
         steps += len(loader)
         test = evaluate(model, test_loader, device, channels_last=tc["channels_last"], amp=tc["amp"], d=d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
@@ -365,8 +389,12 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
             f"test loss {test['loss']:.4f} top1 {test['top1']:.4f} top5 {test['top5']:.4f} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
     extra = {}
+    if pruner is not None:  # DoF of a pruned model = its trainable non-zeros
+        nonzero = pruner.nonzero(model)
+        extra = {"dof": nonzero, "dof_fraction": nonzero / count_params(model).virtual, "pruned_keep": pruner.keep}
+        log(f"pruned: {nonzero:,} trainable non-zeros ({pruner.keep:,} kept of the prunable weights)")
     if d.world > 1:
-        extra = {"processes": d.world, "ranks_agree": parameters_agree(model, d),
+        extra |= {"processes": d.world, "ranks_agree": parameters_agree(model, d),
                  "ddp_gradient_bytes_per_step": traffic.bytes / max(steps, 1)}
     return final_report(model, cfg, out, best, log, extra) if d.main else {}
 

@@ -1,6 +1,6 @@
 """CIFAR ResNets.
 
-* ``resnet20/32/44/56/110``: the CIFAR-10 networks of He et al. 2016, "Deep
+* ``resnet8/14/20/32/44/56/110`` (any width via ``width=``): the CIFAR-10 networks of He et al. 2016, "Deep
   Residual Learning for Image Recognition" (arXiv 1512.03385), §4.2: a 3x3
   16-channel stem, three stages of ``n`` BasicBlocks with 16/32/64 channels
   (depth ``6n + 2``) and parameter-free option-A shortcuts (stride-2 subsample
@@ -17,17 +17,23 @@ from typing import Any
 from .blocks import BasicBlock, ResNet
 from .registry import register_model
 
-__all__ = ["cifar_resnet18", "cifar_resnet34", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+__all__ = ["cifar_resnet18", "cifar_resnet34", "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 
 
-def _he_cifar_resnet(depth: int, num_classes: int, in_chans: int, **kwargs: Any) -> ResNet:
-    """ResNet-``depth`` (``depth = 6n + 2``) of He et al. 2016 §4.2 with option-A shortcuts."""
+def _he_cifar_resnet(depth: int, num_classes: int, in_chans: int, width: int = 16, **kwargs: Any) -> ResNet:
+    """ResNet-``depth`` (``depth = 6n + 2``) of He et al. 2016 §4.2 with option-A shortcuts.
+
+    ``width`` is the stem and first-stage channel count (16 in the paper; stages use width, 2·width, 4·width):
+    the thinner dense baselines of equal DoF use it.
+    """
     if (depth - 2) % 6 != 0:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1 (16 in the paper), got {width!r}")
     n = (depth - 2) // 6
     return ResNet(
-        block=BasicBlock, layers=[n, n, n], widths=[16, 32, 64], num_classes=num_classes,
-        in_chans=in_chans, stem_width=16, stem_kernel_size=3, stem_stride=1,
+        block=BasicBlock, layers=[n, n, n], widths=[width, 2 * width, 4 * width], num_classes=num_classes,
+        in_chans=in_chans, stem_width=width, stem_kernel_size=3, stem_stride=1,
         stem_pool=False, shortcut="A", **kwargs,
     )
 
@@ -39,6 +45,36 @@ def _kuangliu_resnet(layers: list[int], num_classes: int, in_chans: int, **kwarg
         in_chans=in_chans, stem_width=64, stem_kernel_size=3, stem_stride=1,
         stem_pool=False, shortcut="B", **kwargs,
     )
+
+
+@register_model
+def resnet8(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-8 (the 6n + 2 family with n=1, 0.08M params): the shallow baseline.
+
+    Args:
+        num_classes: Classifier outputs.
+        in_chans: Input image channels.
+        **kwargs: ``width`` (default 16) and extra :class:`~modelring.models.blocks.ResNet` options.
+
+    Returns:
+        The model.
+    """
+    return _he_cifar_resnet(8, num_classes, in_chans, **kwargs)
+
+
+@register_model
+def resnet14(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-14 (the 6n + 2 family with n=2, 0.17M params).
+
+    Args:
+        num_classes: Classifier outputs.
+        in_chans: Input image channels.
+        **kwargs: ``width`` (default 16) and extra :class:`~modelring.models.blocks.ResNet` options.
+
+    Returns:
+        The model.
+    """
+    return _he_cifar_resnet(14, num_classes, in_chans, **kwargs)
 
 
 @register_model

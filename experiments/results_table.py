@@ -1,0 +1,62 @@
+"""Shared by the experiment scripts: machine description, settings table (mean ± std over seeds), CSV/JSON/MD."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from modelring.io import write_atomic  # noqa: E402
+
+
+def machine() -> str:
+    """One line: CPU architecture, cores, torch build."""
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores ({torch.get_num_threads()} threads), "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def by_setting(rows: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by their setting (the run name without ``_seed<k>``), in first-seen order."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["run"].rsplit("_seed", 1)[0], []).append(row)
+    return groups
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def write_rows(rows: list[dict], out: Path, stem: str) -> None:
+    """``stem.csv`` (one row per run) and ``stem.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    write_atomic(out / f"{stem}.csv", write_csv)
+    write_atomic(out / f"{stem}.json", lambda t: Path(t).write_text(json.dumps(rows, indent=1)))
+
+
+def write_markdown(path: Path, lines: list[str]) -> None:
+    write_atomic(path, lambda t: Path(t).write_text("\n".join(lines) + "\n"))
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend, or None when matplotlib is not installed (plots are optional)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

@@ -1,0 +1,97 @@
+"""Global magnitude pruning, the equal-DoF baseline of the RPG experiments (train -> prune -> fine-tune).
+
+The prunable weights are the ones RPG would generate (``select_targets`` with the ring's include/exclude), so
+at ``keep`` = the ring size both models have the same number of trainable non-zeros: the RPG model's
+ring + free tensors, the pruned model's kept weights + the same free tensors.
+
+At step ``at`` of training the ``keep`` largest-magnitude prunable weights over the whole model survive
+(ties broken by position, so the mask is deterministic); after every later optimizer step the pruned
+weights are set back to zero. The mask is not stored: a pruned weight is exactly 0.0 and a surviving one is
+not (a trained float weight landing exactly on 0.0 has probability ~0), so a resumed run rebuilds it from
+the weights with :func:`masks_from_zeros`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .convert import resolve_ring_size, select_targets
+
+
+def prunable(model: nn.Module, *, include=None, exclude=None) -> dict[str, torch.Tensor]:
+    """The parameters global pruning ranks, by name (the same selection as ``convert``)."""
+    return {name: param for name, (param, _) in select_targets(model, include=include, exclude=exclude).items()}
+
+
+def global_magnitude_masks(tensors: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
+    """Boolean masks keeping exactly the ``keep`` entries of largest magnitude across all ``tensors``.
+
+    Raises:
+        ValueError: ``keep`` is not in [1, total number of entries].
+    """
+    total = sum(t.numel() for t in tensors.values())
+    if not 1 <= keep <= total:
+        raise ValueError(f"prune.keep must be between 1 and the {total:,} prunable weights, got {keep:,}")
+    flat = torch.cat([t.detach().abs().flatten().float() for t in tensors.values()])
+    # topk on magnitudes; a stable sort makes ties (e.g. many zeros) resolve by position, run to run
+    order = torch.sort(flat, descending=True, stable=True).indices[:keep]
+    kept = torch.zeros(total, dtype=torch.bool)
+    kept[order] = True
+    masks, start = {}, 0
+    for name, t in tensors.items():
+        masks[name] = kept[start:start + t.numel()].view(t.shape).to(t.device)
+        start += t.numel()
+    return masks
+
+
+def masks_from_zeros(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks of an already pruned model: every non-zero weight survives."""
+    return {name: t.detach() != 0 for name, t in tensors.items()}
+
+
+@torch.no_grad()
+def apply_masks(tensors: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    """Zero the pruned entries in place."""
+    for name, t in tensors.items():
+        t.mul_(masks[name])
+
+
+class MagnitudePruner:
+    """Prunes ``model`` once at optimizer step ``prune_step`` and keeps it pruned after every later step.
+
+    Args:
+        model: the dense model being trained.
+        keep: surviving weights: an int count, a float fraction of the prunable weights, or a byte budget.
+        prune_step: the global optimizer step after which pruning happens (0 prunes before training).
+        include, exclude: which weights are prunable (as for ``convert``).
+    """
+
+    def __init__(self, model: nn.Module, keep, prune_step: int, *, include=None, exclude=None):
+        self.tensors = prunable(model, include=include, exclude=exclude)
+        total = sum(t.numel() for t in self.tensors.values())
+        self.keep = resolve_ring_size(keep, total)
+        self.prune_step, self.step, self.masks = prune_step, 0, None
+
+    def start_at(self, step: int) -> None:
+        """Continue a resumed run at global ``step``: rebuild the masks from the zeros if pruning happened."""
+        self.step = step
+        if step > self.prune_step:
+            self.masks = masks_from_zeros(self.tensors)
+            kept = sum(int(m.sum()) for m in self.masks.values())
+            if kept != self.keep:
+                raise ValueError(f"resumed model has {kept:,} non-zero prunable weights, expected {self.keep:,}: "
+                                 "the checkpoint does not belong to this pruning config")
+
+    def after_step(self) -> None:
+        """Call after every optimizer step."""
+        self.step += 1
+        if self.masks is None and self.step >= self.prune_step:
+            self.masks = global_magnitude_masks(self.tensors, self.keep)
+        if self.masks is not None:
+            apply_masks(self.tensors, self.masks)
+
+    def nonzero(self, model: nn.Module) -> int:
+        """Trainable non-zeros of the model: kept prunable weights + every other trainable entry."""
+        others = sum(p.numel() for p in model.parameters()
+                     if p.requires_grad and not any(p is t for t in self.tensors.values()))
+        return others + sum(int((t != 0).sum()) for t in self.tensors.values())
