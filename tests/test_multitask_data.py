@@ -131,3 +131,12 @@ def test_splits_by_area_and_items(tmp_path):
     assert item["image"].shape == (3, 4, 4) and item["depth"].dtype == torch.float32
     with pytest.raises(ValueError, match="every area"):
         s2d3ds_splits(tmp_path, test_areas=["area_1", "area_2", "area_5a"], size=4, augment=False)
+
+
+def test_wrong_bit_depth_or_channels_are_clear_errors(tmp_path):
+    write_sample(tmp_path, "area_1", "p", depth=np.full((4, 6), 4, np.uint8))
+    with pytest.raises(ValueError, match="16-bit grayscale"):
+        read_sample(find_samples(tmp_path, ["area_1"])[0], None)
+    write_sample(tmp_path, "area_2", "p", normals=np.zeros((4, 6), np.uint8))
+    with pytest.raises(ValueError, match="must be an RGB image"):
+        read_sample(find_samples(tmp_path, ["area_2"])[0], None)

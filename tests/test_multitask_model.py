@@ -75,3 +75,25 @@ def test_reuse_halves_the_generated_weights_at_equal_ring():
     reused = apply_ring(mr.create_model("multitask_net", width=8, reuse=True, new_norm=True), ring_cfg())
     assert mr.count_params(plain).dof == mr.count_params(reused).dof  # new BN per reuse = as many BNs as blocks
     assert mr.count_params(plain).virtual > 1.9 * mr.count_params(reused).virtual - 2000
+
+
+def test_one_decoder_shared_across_tasks_with_a_new_norm_per_task(tmp_path):
+    torch.manual_seed(0)
+    model = mr.create_model("multitask_net", width=8, reuse=True, new_norm=True, share_decoder=True)
+    convs = [n for n, p in model.named_parameters() if n.startswith("decoder.") and p.dim() == 4]
+    assert len(convs) == 2  # one block, reused over 3 levels and 3 tasks
+    assert model.stage_names() == ["encoder", "decoder"]
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    before = model(x)
+    assert before["semantic"].shape == (2, 13, 16, 16)
+    with torch.no_grad():  # the normal task's own BN: only the normal output changes
+        model.decoder.norms_of(1)["up.module.conv1.1"].weight.mul_(2.0)
+    after = model(x)
+    assert torch.equal(after["depth"], before["depth"]) and torch.equal(after["semantic"], before["semantic"])
+    assert not torch.allclose(after["normal"], before["normal"])
+    apply_ring(model, ring_cfg(rings="per_stage"))
+    model.eval()
+    loaded = mr.load(mr.save(model, tmp_path / "m.safetensors")).eval()
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(loaded(x)["depth"], model(x)["depth"])

@@ -48,8 +48,9 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def decode_depth(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint16 depth (1/512 m, 65535 missing) -> (float32 metres, bool valid); missing pixels hold 0."""
-    if raw.dtype != np.uint16 and not (raw.dtype.kind in "iu" and raw.max(initial=0) <= 65535):
-        raise ValueError(f"depth must be a 16-bit image, got dtype {raw.dtype}")
+    if raw.ndim != 2 or raw.dtype not in (np.uint16, np.int32):  # Pillow reads 16-bit PNGs as I;16 or I
+        raise ValueError(f"depth must be a 16-bit grayscale PNG (1/512 m), got an array of shape {raw.shape} "
+                         f"and dtype {raw.dtype}; convert the file, an 8-bit depth map cannot hold the range")
     valid = raw != DEPTH_MISSING
     return np.where(valid, raw.astype(np.float32) * DEPTH_UNIT, 0.0).astype(np.float32), valid
 
@@ -154,6 +155,9 @@ class Sample:
 def read_sample(files: dict[str, Path], index_to_class: np.ndarray | None) -> Sample:
     """Decode one sample's four PNGs (sizes must agree)."""
     arrays = {m: np.asarray(Image.open(p)) for m, p in files.items()}
+    for m in ("rgb", "normal", "semantic"):
+        if arrays[m].ndim != 3 or arrays[m].shape[2] < 3:
+            raise ValueError(f"{files[m]} must be an RGB image (8 bits per channel), got shape {arrays[m].shape}")
     sizes = {m: a.shape[:2] for m, a in arrays.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"the files of sample {files['rgb'].name} differ in size {sizes}; every modality of a "

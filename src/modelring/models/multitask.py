@@ -8,6 +8,9 @@ Layout (every conv 3x3 with BatchNorm + ReLU; ``width`` channels everywhere so t
     decoders.<task>.up            `levels` upsampling blocks: x2 nearest upsample, add the encoder skip, conv + conv
     heads.<task>                  1x1 conv to the task's channels (depth 1, normal 3, semantic num_classes)
 
+With ``share_decoder=True`` one decoder body (``decoder``) serves all three tasks, applied once per task, with a
+new set of BatchNorms per task when ``new_norm`` (only the 1x1 heads stay per task).
+
 Sub-network reuse: with ``reuse=True`` each decoder holds ONE upsampling block applied ``levels`` times
 (``modelring.reuse.Reused``), with ``new_norm=True`` each application gets its own BatchNorm. With
 ``reuse=False`` a decoder holds ``levels`` separate blocks. Under RPG a reused block is generated once per
@@ -97,19 +100,24 @@ class MultiTaskNet(nn.Module):
         width: channels of every conv.
         levels: downsampling steps (input side must be divisible by 2**levels).
         reuse: decoders reuse one upsampling block (sub-network reuse).
-        new_norm: with ``reuse``, each reuse gets its own BatchNorm.
+        new_norm: each reuse (of a block, and of the shared decoder) gets its own BatchNorm.
+        share_decoder: one decoder body for all tasks (reused per task) instead of one per task.
     """
 
     def __init__(self, *, num_classes: int = 13, in_chans: int = 3, width: int = 16, levels: int = 3,
-                 reuse: bool = False, new_norm: bool = True):
+                 reuse: bool = False, new_norm: bool = True, share_decoder: bool = False):
         super().__init__()
         if num_classes < 1 or width < 1 or levels < 1:
             raise ValueError(f"num_classes, width and levels must be >= 1, got {num_classes}, {width}, {levels}")
-        if new_norm and not reuse:
-            new_norm = False  # nothing is reused, so every block already has its own norms
-        self.num_classes, self.levels, self.reuse, self.new_norm = num_classes, levels, reuse, new_norm
+        self.num_classes, self.levels, self.share_decoder = num_classes, levels, share_decoder
         self.encoder = Encoder(in_chans, width, levels)
-        self.decoders = nn.ModuleDict({t: Decoder(width, levels, reuse=reuse, new_norm=new_norm) for t in TASKS})
+        block_norms = new_norm and reuse  # without reuse every block already has its own norms
+        if share_decoder:
+            self.decoder = Reused(Decoder(width, levels, reuse=reuse, new_norm=block_norms), len(TASKS),
+                                  new_norm=new_norm)
+        else:
+            self.decoders = nn.ModuleDict({t: Decoder(width, levels, reuse=reuse, new_norm=block_norms)
+                                           for t in TASKS})
         channels = {**TASK_CHANNELS, "semantic": num_classes}
         self.heads = nn.ModuleDict({t: nn.Conv2d(width, channels[t], 1) for t in TASKS})
         for m in self.modules():
@@ -118,7 +126,7 @@ class MultiTaskNet(nn.Module):
 
     def stage_names(self) -> list[str]:
         """Module-name prefixes of the stages: the encoder and each task's decoder (one local ring each)."""
-        return ["encoder"] + [f"decoders.{t}" for t in TASKS]
+        return ["encoder"] + (["decoder"] if self.share_decoder else [f"decoders.{t}" for t in TASKS])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         side = 2 ** self.levels
@@ -126,14 +134,15 @@ class MultiTaskNet(nn.Module):
             raise ValueError(f"input height and width must be multiples of {side} (levels={self.levels}), got "
                              f"{tuple(x.shape[-2:])}; resize the input (data.image_size)")
         features = self.encoder(x)
-        out = {t: self.heads[t](self.decoders[t](features)) for t in TASKS}
+        out = {t: self.heads[t](self.decoder(features, step=i) if self.share_decoder else self.decoders[t](features))
+               for i, t in enumerate(TASKS)}
         out["normal"] = F.normalize(out["normal"], dim=1, eps=1e-6)
         return out
 
 
 @register_model
 def multitask_net(*, num_classes: int = 13, in_chans: int = 3, width: int = 16, levels: int = 3,
-                  reuse: bool = False, new_norm: bool = True) -> MultiTaskNet:
+                  reuse: bool = False, new_norm: bool = True, share_decoder: bool = False) -> MultiTaskNet:
     """Multi-task dense regression network (depth, normals, segmentation); see :class:`MultiTaskNet`."""
     return MultiTaskNet(num_classes=num_classes, in_chans=in_chans, width=width, levels=levels, reuse=reuse,
-                        new_norm=new_norm)
+                        new_norm=new_norm, share_decoder=share_decoder)

@@ -132,7 +132,8 @@ def render(scene: dict, size: int, rng: np.random.Generator) -> dict[str, np.nda
         on = (axis == wall_axis) & np.isclose(points[:, wall_axis], side) & (u >= u0) & (u <= u1) & \
              (points[:, 1] >= y0) & (points[:, 1] <= y1)
         label = np.where(on, LABEL[kind], label)
-        valid &= ~on if kind == "window" else True
+        if kind == "window":  # glass: a depth sensor sees no surface
+            valid &= ~on
     for kind, lo, hi in scene["boxes"]:
         t_box, n_box = hit_box(origin, dirs, lo, hi)
         closer = t_box < t
