@@ -196,8 +196,8 @@ def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, *, size: int, sig
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB Pillow image -> normalised float CHW tensor (ImageNet mean/std)."""
-    array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (array - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    array = (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 - np.float32(MEAN)) / np.float32(STD)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 class MPIIDataset(Dataset):
