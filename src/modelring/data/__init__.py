@@ -5,6 +5,7 @@ from .datasets import DATASET_NAMES, build_dataset
 from .idx import read_idx, write_idx
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, decode_image, image_folder
 from .mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, mnist
+from .mpii import FLIP_PAIRS, JOINT_NAMES, MPIIDataset, read_annotations
 from .transforms import (center_crop, normalize, random_crop, random_hflip, random_resized_box,
                          random_resized_crop, resize_center_crop)
 
@@ -16,6 +17,8 @@ __all__ = [
     "reformat", "pad_to_size", "repeat_channels", "decode_image", "load_pickle",
     "RestrictedUnpickler", "UnsafePickleError",
     "IMAGE_EXTENSIONS", "MNIST_CLASSES", "FASHION_MNIST_CLASSES",
+    # MPII pose (JSON layout)
+    "MPIIDataset", "read_annotations", "JOINT_NAMES", "FLIP_PAIRS",
     # transforms
     "random_crop", "random_hflip", "random_resized_crop", "random_resized_box", "center_crop",
     "resize_center_crop", "normalize",
