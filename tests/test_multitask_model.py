@@ -9,8 +9,8 @@ from modelring.config import default_config
 
 
 def ring_cfg(**changes):
-    rc = {**default_config()["ring"], "size": 2000, "exclude": ["encoder.stem.*", "heads.*"], **changes}
-    return rc
+    """The ring config section with a 2,000-entry ring; stem and heads free."""
+    return {**default_config()["ring"], "size": 2000, "exclude": ["encoder.stem.*", "heads.*"], **changes}
 
 
 def test_outputs_and_unit_normals():
@@ -23,19 +23,27 @@ def test_outputs_and_unit_normals():
         model(torch.randn(1, 3, 12, 16))
 
 
+def decoder_params(model, *, dims):
+    """Names of the depth decoder's parameters with ``dims`` dimensions (4: conv kernels)."""
+    return [n for n, p in model.named_parameters() if n.startswith("decoders.depth") and p.dim() == dims]
+
+
+def decoder_batchnorms(model):
+    """Names of every BatchNorm of the depth decoder, reuse copies included."""
+    return [n for n, m in model.named_modules()
+            if n.startswith("decoders.depth") and isinstance(m, torch.nn.BatchNorm2d)]
+
+
 def test_reuse_shares_conv_weights_and_counts():
     plain = mr.create_model("multitask_net", width=8, reuse=False)
     shared = mr.create_model("multitask_net", width=8, reuse=True, new_norm=False)
     new_bn = mr.create_model("multitask_net", width=8, reuse=True, new_norm=True)
-    convs = lambda m: [n for n, p in m.named_parameters() if n.startswith("decoders.depth") and p.dim() == 4]  # noqa: E731
-    assert len(convs(plain)) == 6 and len(convs(shared)) == 2 and len(convs(new_bn)) == 2
-    bns = lambda m: [n for n, _ in m.named_modules() if n.startswith("decoders.depth") and  # noqa: E731
-                     isinstance(m.get_submodule(n), torch.nn.BatchNorm2d)]
-    assert len(bns(plain)) == 6 and len(bns(shared)) == 2 and len(bns(new_bn)) == 6
+    assert [len(decoder_params(m, dims=4)) for m in (plain, shared, new_bn)] == [6, 2, 2]
+    assert [len(decoder_batchnorms(m)) for m in (plain, shared, new_bn)] == [6, 2, 6]
     per_block = 2 * 8 * 8 * 9  # two 3x3 convs of 8 channels
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(plain) - count(new_bn) == 3 * 2 * per_block  # 2 of 3 blocks gone, 3 decoders
-    assert count(new_bn) - count(shared) == 3 * 2 * 2 * 2 * 8  # 2 extra BN sets of 2 BNs (weight + bias)
+    plain_n, shared_n, new_bn_n = (sum(p.numel() for p in m.parameters()) for m in (plain, shared, new_bn))
+    assert plain_n - new_bn_n == 3 * 2 * per_block  # 2 of 3 blocks gone, 3 decoders
+    assert new_bn_n - shared_n == 3 * 2 * 2 * 2 * 8  # 2 extra BN sets of 2 BNs (weight + bias) per decoder
 
 
 def test_each_reuse_step_updates_only_its_own_norm():

@@ -85,3 +85,16 @@ def test_config_mistakes_are_clear_errors(scenes, tmp_path):
         T.run(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))
     with pytest.raises(ValueError, match="unknown key 'multitask.depth_wieght'"):
         _config(scenes, tmp_path / "c", **{"multitask.depth_wieght": 2.0})
+
+
+def test_losses_use_only_valid_pixels():
+    from modelring.tasks.multitask.train import depth_loss, normal_loss
+
+    pred, target = torch.tensor([1.0, 5.0, 2.0]).view(1, 1, 1, 3), torch.tensor([0.0, 0.0, 0.0]).view(1, 1, 1, 3)
+    valid = torch.tensor([[[True, False, True]]])
+    assert depth_loss(pred, target, valid, "l1").item() == 1.5 and depth_loss(pred, target, valid, "l2").item() == 2.5
+    p = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).T.reshape(1, 3, 1, 2)
+    t = torch.tensor([[0, 1.0, 0], [0, 1.0, 0]]).T.reshape(1, 3, 1, 2)
+    assert normal_loss(p, t, torch.tensor([[[True, False]]]), "cosine").item() == 1.0
+    assert normal_loss(p, t, torch.tensor([[[True, True]]]), "l2").item() == 1.0
+    assert depth_loss(pred, target, torch.zeros(1, 1, 3, dtype=torch.bool), "l1").item() == 0.0

@@ -72,17 +72,28 @@ def build_model(cfg: dict) -> nn.Module:
     return apply_ring(model, cfg["ring"])
 
 
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean L1 or squared error (metres) over valid pixels; 0 (with a graph) when none is valid."""
+    err = (pred - target)[:, 0][valid]
+    if not err.numel():
+        return pred.sum() * 0
+    return err.abs().mean() if kind == "l1" else (err * err).mean()
+
+
+def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean 1 - cosine or squared L2 distance over valid pixels; 0 (with a graph) when none is valid."""
+    p, t = pred.permute(0, 2, 3, 1)[valid], target.permute(0, 2, 3, 1)[valid]
+    if not p.numel():
+        return pred.sum() * 0
+    return (1 - (p * t).sum(-1)).mean() if kind == "cosine" else ((p - t) ** 2).sum(-1).mean()
+
+
 def multitask_loss(pred: dict, batch: dict, mc: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the three task losses (see the module docstring); also each part as a float."""
-    dvalid, nvalid = batch["depth_valid"], batch["normal_valid"]
-    derr = (pred["depth"] - batch["depth"])[:, 0][dvalid]
-    depth = {"l1": lambda e: e.abs().mean(), "l2": lambda e: (e * e).mean()}[mc["depth_loss"]](derr) \
-        if derr.numel() else pred["depth"].sum() * 0
-    p, t = pred["normal"].permute(0, 2, 3, 1)[nvalid], batch["normal"].permute(0, 2, 3, 1)[nvalid]
-    normal = ((1 - (p * t).sum(-1)).mean() if mc["normal_loss"] == "cosine" else ((p - t) ** 2).sum(-1).mean()) \
-        if p.numel() else pred["normal"].sum() * 0
-    semantic = F.cross_entropy(pred["semantic"], batch["semantic"], ignore_index=IGNORE_INDEX)
-    semantic = torch.nan_to_num(semantic)  # a batch without labelled pixels
+    depth = depth_loss(pred["depth"], batch["depth"], batch["depth_valid"], mc["depth_loss"])
+    normal = normal_loss(pred["normal"], batch["normal"], batch["normal_valid"], mc["normal_loss"])
+    # nan_to_num: a batch without one labelled pixel
+    semantic = torch.nan_to_num(F.cross_entropy(pred["semantic"], batch["semantic"], ignore_index=IGNORE_INDEX))
     total = mc["depth_weight"] * depth + mc["normal_weight"] * normal + mc["semantic_weight"] * semantic
     return total, {"depth": depth.item(), "normal": normal.item(), "semantic": semantic.item()}
 
