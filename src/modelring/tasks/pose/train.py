@@ -206,10 +206,8 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.5f} | test loss {test_loss:.5f} "
             f"PCKh@{meter.threshold} {row['test_pckh']:.4f} PCK {row['test_pck']:.4f} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
-    if not d.main:
-        return {}
-    _, meter = evaluate_loader(model, test_loader, cfg, device)
-    return pose_report(model, cfg, out, meter, best, log)
+    _, meter = evaluate_loader(model, test_loader, cfg, device, d)  # every rank: its shard, summed
+    return pose_report(model, cfg, out, meter, best, log) if d.main else {}
 
 
 def pose_report(model: nn.Module, cfg: dict, out: Path, meter: PoseMeter, best: float, log=print) -> dict:
