@@ -1,7 +1,6 @@
 """Shared by the experiment scripts: machine description, settings table (mean ± std over seeds), CSV/JSON/MD."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -13,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from modelring.io import write_atomic  # noqa: E402
+from modelring.sweep import write_csv  # noqa: E402
 
 
 def machine() -> str:
@@ -36,14 +36,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def write_rows(rows: list[dict], out: Path, stem: str) -> None:
     """``stem.csv`` (one row per run) and ``stem.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    write_atomic(out / f"{stem}.csv", write_csv)
+    write_csv(rows, out / f"{stem}.csv")
     write_atomic(out / f"{stem}.json", lambda t: Path(t).write_text(json.dumps(rows, indent=1)))
 
 

@@ -115,17 +115,22 @@ def summarize(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: r["dof"])
 
 
-def write_tables(rows: list[dict], out: Path) -> None:
-    """sweep.csv, sweep.json, summary.md (with the log-linear fit over the RPG runs)."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_csv(rows: list[dict], path: Path) -> None:
+    """One CSV row per dict (the union of their keys as columns), written atomically."""
     fields = list(dict.fromkeys(k for row in rows for k in row))
 
-    def write_csv(tmp):
+    def write(tmp):
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-    write_atomic(out / "sweep.csv", write_csv)
+    write_atomic(path, write)
+
+
+def write_tables(rows: list[dict], out: Path) -> None:
+    """sweep.csv, sweep.json, summary.md (with the log-linear fit over the RPG runs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "sweep.csv")
     summary = summarize(rows)
     rpg = [r for r in rows if not r["run"].startswith("dense")]
     fit = fit_loglinear([r["dof"] for r in rpg], [r["test_top1"] for r in rpg]) \
