@@ -45,3 +45,20 @@ def test_tiny_sweep_end_to_end_and_resume(fmnist_root, tmp_path, capsys):
     assert capsys.readouterr().out.count("done before, reusing its report") == 4
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 5
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_labelled_settings_name_runs_and_record_wall_time(fmnist_root, tmp_path):
+    from modelring.sweep import run_settings
+    settings = [{"label": "thin", "ring.enabled": False, "model.kwargs.width": 2},
+                {"label": "hashed", "ring.size": 0.1, "ring.rings": "per_layer", "ring.sampling": "independent"}]
+    rows = run_settings(RECIPE, settings, seeds=[0], out=tmp_path, log=lambda *a: None,
+                        overrides=[f"data.root={fmnist_root}", "train.epochs=1", "train.progress=false",
+                                   "out.tensorboard=false", "data.train_limit=64", "data.test_limit=32"])
+    assert [r["run"] for r in rows] == ["thin_seed0", "hashed_seed0"]
+    from modelring import create_model
+    thin = create_model("resnet20", num_classes=10, in_chans=1, width=2)
+    assert rows[0]["dof"] == sum(p.numel() for p in thin.parameters())  # the width override reached the model
+    report = json.loads((tmp_path / "hashed_seed0" / "report.json").read_text())
+    assert report["wall_s"] > 0 and report == {k: v for k, v in rows[1].items() if k in report}
+    config = (tmp_path / "hashed_seed0" / "config.yaml").read_text()
+    assert "rings: per_layer" in config and "sampling: independent" in config
