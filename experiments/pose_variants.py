@@ -18,7 +18,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import platform
 import statistics
 import sys
@@ -61,10 +60,14 @@ def plan(args) -> list[tuple[str, str, int | None]]:
             ("reuse_rpg", "reuse_rpg", half), ("rpg (small ring)", "rpg", small)]
 
 
+def run_dir(args, label: str, seed: int) -> Path:
+    """Folder of one run, e.g. OUT/rpg_small_ring_seed0."""
+    return args.out / (label.replace(" ", "_").replace("(", "").replace(")", "") + f"_seed{seed}")
+
+
 def run_one(args, label: str, variant: str, ring: int | None, seed: int) -> dict:
     """Train one setting (or reuse its finished report); returns its row."""
-    slug = label.replace(" ", "_").replace("(", "").replace(")", "")
-    out = args.out / f"{slug}_seed{seed}"
+    out = run_dir(args, label, seed)
     if not (out / "report.json").is_file():
         started = time.perf_counter()
         lines = io.StringIO()
@@ -91,6 +94,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_atomic(path, write)
 
 
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and std over seeds per setting."""
     summary = []
@@ -99,8 +106,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         pckh, pck = [r["test_pckh"] for r in group], [r["test_pck"] for r in group]
         summary.append({"setting": label, "dof": group[0]["dof"], "ring": group[0]["ring"],
                         "dense_params": group[0]["dense_params"], "seeds": len(group),
-                        "pckh_mean": statistics.mean(pckh), "pckh_std": statistics.stdev(pckh) if len(pckh) > 1 else 0.0,
-                        "pck_mean": statistics.mean(pck), "pck_std": statistics.stdev(pck) if len(pck) > 1 else 0.0,
+                        "pckh_mean": statistics.mean(pckh), "pckh_std": _std(pckh),
+                        "pck_mean": statistics.mean(pck), "pck_std": _std(pck),
                         "train_s_mean": statistics.mean(r["train_s"] for r in group)})
     return summary
 
@@ -131,8 +138,9 @@ def markdown(args, summary: list[dict], wall: float, command: str) -> str:
     """The results page."""
     lines = ["# Pose variants: PCKh@0.5 vs DoF (issue 5)", "",
              f"Command: `{command}`", "",
-             f"Machine: {platform.machine()} CPU, 2 cores shared with other experiments running at the same time, 1 torch thread per "
-             f"run; torch {torch.__version__}. Wall time {wall / 60:.1f} min (data generation included).", "",
+             f"Machine: {platform.machine()} CPU, 2 cores shared with other experiments running at the same time, "
+             f"1 torch thread per run; torch {torch.__version__}. Wall time {wall / 60:.1f} min (data generation + "
+             "every run, one after another).", "",
              f"Data: `modelring make-data pose` with {args.train} train / {args.test} valid images of "
              f"{args.image_size}x{args.image_size} px (seed 0), read through the MPII JSON reader; input "
              f"{args.input_size}x{args.input_size}, heatmaps {args.input_size // 4}x{args.input_size // 4}. "
@@ -148,6 +156,19 @@ def markdown(args, summary: list[dict], wall: float, command: str) -> str:
                      f"{100 * s['pck_mean']:.2f} ± {100 * s['pck_std']:.2f} | {s['train_s_mean']:.0f} |")
     lines += ["", "± is the std over seeds (sample std; 0 with one seed). Per-run numbers: `runs.csv`.", ""]
     return "\n".join(lines)
+
+
+def curves(args, settings) -> str:
+    """Markdown table: test PCKh@0.5 after each epoch, mean over seeds, per setting (from metrics.jsonl)."""
+    lines = ["Test PCKh@0.5 (%) after each epoch, mean over seeds:", "",
+             "| setting | " + " | ".join(f"ep {e + 1}" for e in range(args.epochs)) + " |",
+             "|---|" + "---:|" * args.epochs]
+    for label, _, _ in settings:
+        per_seed = [[json.loads(line)["test_pckh"] for line in
+                     (run_dir(args, label, seed) / "metrics.jsonl").read_text().splitlines()] for seed in args.seeds]
+        means = [statistics.mean(values) for values in zip(*per_seed)]
+        lines.append(f"| {label} | " + " | ".join(f"{100 * m:.2f}" for m in means) + " |")
+    return "\n".join(lines + [""])
 
 
 def main(argv=None) -> int:
@@ -167,6 +188,7 @@ def main(argv=None) -> int:
     if not (args.out / "data" / "annot" / "valid.json").is_file():
         print(write_dataset(args.out / "data", train=args.train, test=args.test, seed=0, image_size=args.image_size),
               flush=True)
+        (args.out / "data_s.txt").write_text(f"{time.perf_counter() - started:.1f}")
     settings = plan(args)
     rows = [run_one(args, label, variant, ring, seed) for seed in args.seeds for label, variant, ring in settings]
     args.results.mkdir(parents=True, exist_ok=True)
@@ -175,7 +197,10 @@ def main(argv=None) -> int:
     write_csv(args.results / "summary.csv", summary)
     plot(args.results / "pckh_vs_dof.png", summary)
     command = "python experiments/pose_variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = markdown(args, summary, time.perf_counter() - started, command.strip())
+    data_s = float((args.out / "data_s.txt").read_text()) if (args.out / "data_s.txt").is_file() else 0.0
+    wall = data_s + sum(r["train_s"] for r in rows)
+    text = markdown(args, summary, wall, command.strip()) + curves(args, settings)
+    print(f"this invocation: {(time.perf_counter() - started) / 60:.1f} min")
     write_atomic(args.results / "README.md", lambda tmp: Path(tmp).write_text(text))
     print(text)
     return 0

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from modelring.data.mpii import (FLIP_PAIRS, JOINT_NAMES, MPIIDataset, crop_matrix, flip_permutation,
-                                 gaussian_heatmaps, invert_affine, read_annotations, to_heatmap_coords,
-                                 transform_points, warp_image)
+                                 gaussian_heatmaps, invert_affine, read_annotations, transform_points,
+                                 warp_image)
 from modelring.tasks.pose.metrics import decode_heatmaps, flip_back, image_coordinates
 from modelring.tasks.pose.synth import write_dataset
 

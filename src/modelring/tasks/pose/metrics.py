@@ -1,8 +1,9 @@
 """Heatmap decoding and the MPII metrics: PCKh@0.5 (head-normalised) and PCK@0.5 (torso-normalised).
 
 Decoding: the arg-max of each heatmap, moved a quarter pixel toward the higher of its two neighbours along
-x and along y (the usual sub-pixel refinement; none on the heatmap's border), then mapped from heatmap to crop coordinates (pixel-centre
-convention of ``modelring.data.mpii``) and through the inverse crop affine to image coordinates.
+x and along y (the usual sub-pixel refinement; none on the heatmap's border), then mapped from heatmap to crop
+coordinates (pixel-centre convention of ``modelring.data.mpii``) and through the inverse crop affine to image
+coordinates.
 
 PCKh@t: a joint is correct when its error is at most t × head size (``head_size`` of the record).
 PCK@t: the same with the torso diameter, the distance from the left shoulder (13) to the right hip (2);

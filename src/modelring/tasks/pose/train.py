@@ -217,9 +217,9 @@ def pose_report(model: nn.Module, cfg: dict, out: Path, meter: PoseMeter, best: 
     dense_path = out / ".dense_size_check.safetensors"
     dense_bytes = save(materialize(model) if counts.ring else model, dense_path).stat().st_size
     dense_path.unlink()
-    per_joint = meter.per_joint("pckh")
+    per_joint = {n: None if math.isnan(v) else float(v) for n, v in zip(JOINT_NAMES, meter.per_joint("pckh"))}
     report = {"variant": cfg["pose"]["variant"], "test_pckh": meter.mean("pckh"), "test_pck": meter.mean("pck"),
-              "best_test_pckh": best, "pckh_per_joint": {n: None if math.isnan(v) else float(v) for n, v in zip(JOINT_NAMES, per_joint)},
+              "best_test_pckh": best, "pckh_per_joint": per_joint,
               "dof": counts.dof, "ring": counts.ring, "dense_params": counts.virtual,
               "dof_fraction": counts.dof_fraction, "checkpoint_bytes": (out / "model.safetensors").stat().st_size,
               "dense_checkpoint_bytes": dense_bytes, "run_dir": str(out)}
