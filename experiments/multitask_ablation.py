@@ -33,6 +33,7 @@ from modelring.train import run
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "multitask_rpg.yaml"
 REUSE = {"no reuse": (False, False), "reuse, shared BN": (True, False), "reuse, new BN": (True, True)}
+NOTES = "## Notes (hand-written)"
 COLUMNS = ("cell", "reuse", "new_bn", "permute", "reflect", "seed", "dof", "ring", "free", "virtual",
            "depth_rmse", "normal_rmse", "normal_angle", "miou", "pixel_acc", "train_seconds")
 
@@ -153,8 +154,14 @@ def write_results(rows: list[dict], args, wall: float, command: str, data_summar
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(args.results / "ablation.csv", lambda tmp: Path(tmp).write_text(buffer.getvalue()))
-    page = markdown(rows, args, wall, command, data_summary)
+    page = markdown(rows, args, wall, command, data_summary) + kept_notes(args.results / "ablation.md")
     write_atomic(args.results / "ablation.md", lambda tmp: Path(tmp).write_text(page))
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of an existing results page (from NOTES on), so a rerun does not erase it."""
+    text = path.read_text() if path.is_file() else ""
+    return text[text.index(NOTES):] if NOTES in text else ""
 
 
 if __name__ == "__main__":
