@@ -11,6 +11,7 @@ for every seed. Data is generated first when missing. Each run is resumable (a f
 report.json is reused). Writes OUT/runs.csv and RESULTS/{runs.csv, summary.csv, README.md, pckh_vs_dof.png}.
 
 Usage: python experiments/pose_variants.py [--train 2000 --test 400 --epochs 5 --seeds 0 1]
+       [--settings reuse rpg] [--out runs/pose_variants] [--data DIR] [--results docs/results/pose]
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pose_independent.
 
 def config(args, variant: str, ring: int | None, seed: int, out: Path) -> dict:
     """The recipe with this run's variant, ring size, seed, data and schedule."""
-    items = [f"pose.variant={variant}", f"train.seed={seed}", f"data.root={args.out / 'data'}", f"out.dir={out}",
+    items = [f"pose.variant={variant}", f"train.seed={seed}", f"data.root={args.data}", f"out.dir={out}",
              f"train.epochs={args.epochs}", "train.threads=1", "train.progress=false", "out.tensorboard=false",
              f"pose.input_size={args.input_size}", f"pose.heatmap_size={args.input_size // 4}"]
     return load_config(RECIPE, items + ([f"ring.size={ring}", f"ring.seed={seed}"] if ring else []))
@@ -179,17 +180,22 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--settings", nargs="+", help="only these setting labels (default: all five)")
     parser.add_argument("--out", type=Path, default=Path("runs/pose_variants"))
+    parser.add_argument("--data", type=Path, help="data folder (default: OUT/data, generated when missing)")
     parser.add_argument("--results", type=Path, default=Path("docs/results/pose"))
     args = parser.parse_args(argv)
+    args.data = args.data or args.out / "data"
     torch.set_num_threads(1)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (args.out / "data" / "annot" / "valid.json").is_file():
-        print(write_dataset(args.out / "data", train=args.train, test=args.test, seed=0, image_size=args.image_size),
+    if not (args.data / "annot" / "valid.json").is_file():
+        print(write_dataset(args.data, train=args.train, test=args.test, seed=0, image_size=args.image_size),
               flush=True)
         (args.out / "data_s.txt").write_text(f"{time.perf_counter() - started:.1f}")
-    settings = plan(args)
+    settings = [s for s in plan(args) if not args.settings or s[0] in args.settings]
+    if not settings:
+        parser.error(f"--settings matches none of {[s[0] for s in plan(args)]}")
     rows = [run_one(args, label, variant, ring, seed) for seed in args.seeds for label, variant, ring in settings]
     args.results.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
