@@ -35,11 +35,11 @@ def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeyp
     interrupted = tmp_path / "interrupted"
     real, calls = T.train_one_epoch, []
 
-    def dies_in_second_epoch(*args):
+    def dies_in_second_epoch(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if killed mid-epoch
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(T, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
