@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from modelring.data import write_idx
-from modelring.train import load_checkpoint
+from modelring.runfiles import load_checkpoint
 
 RECIPE = Path(__file__).parent.parent / "configs" / "fmnist_resnet20_rpg.yaml"
 

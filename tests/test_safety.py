@@ -7,6 +7,7 @@ import torch
 import modelring as mr
 import modelring.train as T
 from modelring.config import load_config
+from modelring.runfiles import load_checkpoint
 
 
 class _Payload:
@@ -23,7 +24,7 @@ def test_malicious_training_checkpoint_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"model": {}, "evil": _Payload(marker)}, tmp_path / "last.pt")
     with pytest.raises(ValueError, match="not a readable modelring checkpoint"):
-        T.load_checkpoint(tmp_path / "last.pt")
+        load_checkpoint(tmp_path / "last.pt")
     assert not marker.exists()
 
 
@@ -64,7 +65,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, mo
     monkeypatch.setattr(T, "build_model", poisoned)
     with pytest.raises(FloatingPointError, match="loss became nan in epoch 2"):
         T.run(cfg, log=lambda *a: None)
-    state = T.load_checkpoint(tmp_path / "last.pt")
+    state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values()
                                        if v.is_floating_point())
 

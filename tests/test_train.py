@@ -8,6 +8,7 @@ import torch
 import modelring as mr
 import modelring.train as T
 from modelring.config import load_config
+from modelring.runfiles import load_checkpoint
 
 
 def _config(root, out, **overrides):
@@ -87,7 +88,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable modelring checkpoint"):
-        T.load_checkpoint(tmp_path / "last.pt")
+        load_checkpoint(tmp_path / "last.pt")
 
 
 def test_imagefolder_pipeline_end_to_end(tmp_path):

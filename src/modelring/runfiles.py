@@ -15,7 +15,10 @@ from .io import write_atomic
 
 
 def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
-    """Everything needed to continue training, written atomically; read with weights_only=True."""
+    """Everything needed to continue training, written atomically; read with weights_only=True.
+
+    ``best`` is the task's selection metric (top-1, PCKh, ...); it is stored as ``best_top1`` for all tasks.
+    """
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best, "config": cfg,
              "torch_rng": torch.get_rng_state()}
@@ -29,6 +32,42 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
         raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {err}); "
                          "delete it to start over, or resume from another copy") from err
+
+
+def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, best: float) -> tuple[int, float]:
+    """Resume from ``out/last.pt`` when asked and present: load model, optimizer, scheduler, scaler and RNG.
+
+    Returns (first epoch to train, best selection metric so far); (0, ``best``) when starting fresh. The
+    checkpoint must come from the same config (``check_resume_config``).
+    """
+    path = out / "last.pt"
+    if not resume:
+        return 0, best
+    if not path.exists():
+        log(f"nothing to resume in {out}; starting fresh")
+        return 0, best
+    state = load_checkpoint(path)
+    check_resume_config(state["config"], cfg)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    log(f"resumed from {path} after epoch {state['epoch'] + 1}")
+    return state["epoch"] + 1, state["best_top1"]
+
+
+def save_final_model(model, out: Path) -> tuple[int, int]:
+    """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
+    from .convert import materialize
+    from .count import count_params
+    from .io import save
+
+    checkpoint = save(model, out / "model.safetensors").stat().st_size
+    dense_path = out / ".dense_size_check.safetensors"
+    dense = save(materialize(model) if count_params(model).ring else model, dense_path).stat().st_size
+    dense_path.unlink()
+    return checkpoint, dense
 
 
 def check_resume_config(saved: dict, cfg: dict) -> None:

@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import data as D
 from .config import dump_config
-from .convert import convert, materialize, ring_names, rings_per_stage
+from .convert import convert, ring_names, rings_per_stage
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
 from .count import count_params
 from .io import save, write_atomic
-from .runfiles import MetricsLog, check_resume_config, load_checkpoint, save_checkpoint
+from .runfiles import MetricsLog, restore, save_checkpoint, save_final_model
 from .models import create_model
 from .prune import MagnitudePruner
 from .wiring import derive_key
@@ -340,19 +340,7 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
     pruner = build_pruner(model, cfg, steps_per_epoch)
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, best = 0, -1.0
-    if resume and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        check_resume_config(state["config"], cfg)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_top1"]
-        log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
-    elif resume:
-        log(f"nothing to resume in {out}; starting fresh")
+    start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-1.0)
     if pruner is not None:
         pruner.start_at(start_epoch * steps_per_epoch)
     net, traffic = model, GradientBytes()
@@ -401,15 +389,12 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
 
 def final_report(model: nn.Module, cfg: dict, out: Path, best: float, log=print, extra: dict | None = None) -> dict:
     """Test accuracy, DoF vs dense, checkpoint bytes vs dense, and where everything is."""
-    save(model, out / "model.safetensors")
+    checkpoint_bytes, dense_bytes = save_final_model(model, out)
     counts = count_params(model)
-    dense_path = out / ".dense_size_check.safetensors"
-    dense_bytes = save(materialize(model) if counts.ring else model, dense_path).stat().st_size
-    dense_path.unlink()
     last = json.loads((out / "metrics.jsonl").read_text().strip().splitlines()[-1])
     report = {"test_top1": last["test_top1"], "test_top5": last["test_top5"], "best_test_top1": best,
               "dof": counts.dof, "dense_params": counts.virtual, "dof_fraction": counts.dof_fraction,
-              "checkpoint_bytes": (out / "model.safetensors").stat().st_size, "dense_checkpoint_bytes": dense_bytes,
+              "checkpoint_bytes": checkpoint_bytes, "dense_checkpoint_bytes": dense_bytes,
               "run_dir": str(out), **(extra or {})}
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(f"\n{counts}\n")

@@ -21,13 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import dump_config
-from ...convert import materialize
 from ...count import count_params
 from ...data.s2d3ds import CLASSES, IGNORE_INDEX, s2d3ds_splits
 from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
-from ...runfiles import MetricsLog, check_resume_config, load_checkpoint, save_checkpoint
+from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
 from ...train import _autocast, apply_ring, lr_factor, make_loader, param_groups
 from ...wiring import derive_key
 from .metrics import DenseMetrics
@@ -196,18 +195,7 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # kept for the shared checkpoint format
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, best = 0, -math.inf
-    if resume and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        check_resume_config(state["config"], cfg)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_top1"]
-        log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
-    elif resume:
-        log(f"nothing to resume in {out}; starting fresh")
+    start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-math.inf)
     net = model if d.world == 1 else nn.parallel.DistributedDataParallel(model)
     if d.main:
         write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
@@ -242,15 +230,12 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
 
 def final_report(model: nn.Module, cfg: dict, out: Path, test_loader, seconds: float, log=print) -> dict:
     """Final test metrics, DoF vs dense, checkpoint bytes vs dense; written to ``report.json``."""
-    save(model, out / "model.safetensors")
+    checkpoint_bytes, dense_bytes = save_final_model(model, out)
     counts = count_params(model)
-    dense_path = out / ".dense_size_check.safetensors"
-    dense_bytes = save(materialize(model) if counts.ring else model, dense_path).stat().st_size
-    dense_path.unlink()
     test = evaluate(model, test_loader, cfg, torch.device(cfg["train"]["device"]))
     report = {**{f"test_{k}": v for k, v in test.items() if k != "count"}, "test_images": test["count"],
               "dof": counts.dof, "ring": counts.ring, "free": counts.free, "dense_params": counts.virtual,
-              "dof_fraction": counts.dof_fraction, "checkpoint_bytes": (out / "model.safetensors").stat().st_size,
+              "dof_fraction": counts.dof_fraction, "checkpoint_bytes": checkpoint_bytes,
               "dense_checkpoint_bytes": dense_bytes, "train_seconds": seconds, "run_dir": str(out)}
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(format_metrics(test, f"final test metrics ({test['count']:,} images)"))

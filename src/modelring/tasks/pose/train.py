@@ -24,13 +24,12 @@ import torch
 from torch import nn
 
 from ...config import dump_config
-from ...convert import materialize
 from ...count import count_params
 from ...data.mpii import JOINT_NAMES, NUM_JOINTS, MPIIDataset
 from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
-from ...runfiles import MetricsLog, check_resume_config, load_checkpoint, save_checkpoint
+from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
 from ...train import apply_ring, lr_factor, make_loader, param_groups
 from ...wiring import derive_key
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
@@ -167,18 +166,7 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # kept for the shared checkpoint format
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, best = 0, -1.0
-    if resume and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        check_resume_config(state["config"], cfg)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_top1"]
-        log(f"resumed from {out / 'last.pt'} after epoch {start_epoch}")
-    elif resume:
-        log(f"nothing to resume in {out}; starting fresh")
+    start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-1.0)
     net = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -212,16 +200,13 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
 
 def pose_report(model: nn.Module, cfg: dict, out: Path, meter: PoseMeter, best: float, log=print) -> dict:
     """Write model.safetensors and report.json (PCKh/PCK, per-joint PCKh, DoF, checkpoint bytes)."""
-    save(model, out / "model.safetensors")
+    checkpoint_bytes, dense_bytes = save_final_model(model, out)
     counts = count_params(model)
-    dense_path = out / ".dense_size_check.safetensors"
-    dense_bytes = save(materialize(model) if counts.ring else model, dense_path).stat().st_size
-    dense_path.unlink()
     per_joint = {n: None if math.isnan(v) else float(v) for n, v in zip(JOINT_NAMES, meter.per_joint("pckh"))}
     report = {"variant": cfg["pose"]["variant"], "test_pckh": meter.mean("pckh"), "test_pck": meter.mean("pck"),
               "best_test_pckh": best, "pckh_per_joint": per_joint,
               "dof": counts.dof, "ring": counts.ring, "dense_params": counts.virtual,
-              "dof_fraction": counts.dof_fraction, "checkpoint_bytes": (out / "model.safetensors").stat().st_size,
+              "dof_fraction": counts.dof_fraction, "checkpoint_bytes": checkpoint_bytes,
               "dense_checkpoint_bytes": dense_bytes, "run_dir": str(out)}
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(f"\n{joint_table(meter)}\n")
