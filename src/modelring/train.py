@@ -214,6 +214,13 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
+def check_finite(loss: torch.Tensor, epoch: int) -> None:
+    """Stop training on a NaN/inf loss with an error that says what to do (the last checkpoint is kept)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; training stopped, the last "
+                                 "good checkpoint is kept. Lower train.lr or check the data.")
+
+
 def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, scaler, d: Dist = Dist(),
                     after_step=None) -> dict:
     """One pass over the training split; returns loss/top1/top5 over all ranks and images per second.
@@ -228,9 +235,7 @@ def train_one_epoch(model, loader, opt, sched, epoch: int, cfg: dict, device, sc
         with _autocast(device, tc["amp"]):
             logits = model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=tc["label_smoothing"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; training stopped, the last "
-                                     "good checkpoint is kept. Lower train.lr or check the data.")
+        check_finite(loss, epoch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

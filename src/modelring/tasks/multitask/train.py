@@ -27,7 +27,7 @@ from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
 from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
-from ...train import _autocast, apply_ring, lr_factor, make_loader, param_groups
+from ...train import _autocast, apply_ring, check_finite, lr_factor, make_loader, param_groups
 from ...wiring import derive_key
 from .metrics import DenseMetrics
 
@@ -124,9 +124,7 @@ def train_one_epoch(net, loader, opt, sched, epoch: int, cfg: dict, device, d: D
         with _autocast(device, tc["amp"]):
             pred = net(batch["image"])
         loss, parts = multitask_loss({k: v.float() for k, v in pred.items()}, batch, mc)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; training stopped, the last "
-                                     "good checkpoint is kept. Lower train.lr or check the data.")
+        check_finite(loss, epoch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

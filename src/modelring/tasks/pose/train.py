@@ -30,7 +30,7 @@ from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
 from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
-from ...train import apply_ring, lr_factor, make_loader, param_groups
+from ...train import apply_ring, check_finite, lr_factor, make_loader, param_groups
 from ...wiring import derive_key
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
 
@@ -131,16 +131,14 @@ def evaluate_loader(model: nn.Module, loader, cfg: dict, device, d: Dist = Dist(
     return totals[0] / max(totals[1], 1), meter
 
 
-def train_one_epoch(net: nn.Module, loader, opt, sched, cfg: dict, device) -> dict:
+def train_one_epoch(net: nn.Module, loader, opt, sched, epoch: int, cfg: dict, device) -> dict:
     """One pass over the training batches; mean loss and images per second (this rank)."""
     net.train()
     started, loss_sum, count = time.perf_counter(), 0.0, 0
     for images, target, weight, _ in loader:
         images = _to(images, device, cfg["train"]["channels_last"])
         loss = pose_loss(net(images), target.to(device), weight.to(device))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()}; training stopped, the last good checkpoint "
-                                     "is kept. Lower train.lr or check the data.")
+        check_finite(loss, epoch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -180,7 +178,7 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
         started = time.perf_counter()
         train_ds.epoch = epoch
         loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
-        stats = train_one_epoch(net, loader, opt, sched, cfg, device)
+        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device)
         test_loss, meter = evaluate_loader(model, test_loader, cfg, device, d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
                "test_loss": test_loss, "test_pckh": meter.mean("pckh"), "test_pck": meter.mean("pck"),
