@@ -114,7 +114,8 @@ def main(argv=None) -> int:
         f"Dense ResNet-20 (DoF {groups['dense'][0]['dof']:,}): {dm:.4f} ± {ds:.4f}. "
         f"Widths chosen for thin/shallow: {widths}.",
     ]
-    write_markdown(out / "table.md", lines)
+    lines += ["", "A hand-written reading of these numbers, kept across reruns: [notes.md](notes.md)."]
+    write_markdown(out / "README.md", lines)
     plot(groups, args.budgets, dm, out / "equal_dof.png")
     print("\n".join(lines))
     return 0

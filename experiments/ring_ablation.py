@@ -10,7 +10,7 @@ classifier and BatchNorm free), same recipe and schedule for every cell:
 
 Usage (one command; ~15 min on 2 cores):
     python experiments/ring_ablation.py [--root /usr/share/datasets/fashion-mnist] [--seeds 0 1]
-Writes runs/ring_ablation/<run>/ and docs/results/ring_ablation/{table.md,ring_ablation.csv,.json,.png}.
+Writes runs/ring_ablation/<run>/ and docs/results/ring_ablation/{README.md,ring_ablation.csv,.json,.png}.
 """
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         "", "## Permutation × reflection, and sampling (global ring)", "", *header,
         *[line(name, label(name) if ABLATION[name] else "global") for name in ABLATION],
     ]
-    write_markdown(out / "table.md", lines)
+    lines += ["", "A hand-written reading of these numbers, kept across reruns: [notes.md](notes.md)."]
+    write_markdown(out / "README.md", lines)
     plot(groups, cells, out / "ring_ablation.png")
     print("\n".join(lines))
     return 0
