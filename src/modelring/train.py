@@ -160,6 +160,21 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     return groups + ([{"params": rings, "weight_decay": ring_wd, "name": "ring"}] if rings else [])
 
 
+def build_optimizer(model: nn.Module, cfg: dict, steps_per_epoch: int, name: str = "sgd", *,
+                    setting: str = "the optimizer"):
+    """(optimizer, per-step LambdaLR) over ``param_groups``: SGD with ``train.momentum``/``nesterov``, or Adam;
+    the learning rate follows ``train.schedule`` (see ``lr_factor``) at fractional epochs."""
+    tc = cfg["train"]
+    if name == "sgd":
+        opt = torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
+                              nesterov=tc["nesterov"] and tc["momentum"] > 0)
+    elif name == "adam":
+        opt = torch.optim.Adam(param_groups(model, cfg), lr=tc["lr"])
+    else:
+        raise ValueError(f"{setting} must be sgd or adam, got {name!r}")
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
+
+
 def lr_factor(epoch: float, tc: dict) -> float:
     """Multiplier of the base lr at a (fractional) epoch: linear warm-up, then the schedule."""
     if epoch < tc["warmup_epochs"]:
@@ -338,10 +353,8 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     if tc["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     check_same_wiring(model, d)
-    opt = torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
-                          nesterov=tc["nesterov"] and tc["momentum"] > 0)
     steps_per_epoch = math.ceil(len(train_ds) // d.world / tc["batch_size"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
+    opt, sched = build_optimizer(model, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
     pruner = build_pruner(model, cfg, steps_per_epoch)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
 from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
-from ...train import _autocast, apply_ring, check_finite, lr_factor, make_loader, param_groups
+from ...train import _autocast, apply_ring, build_optimizer, check_finite, make_loader
 from ...wiring import derive_key
 from .metrics import DenseMetrics
 
@@ -187,10 +187,8 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
     if tc["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     check_same_wiring(model, d)
-    opt = torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
-                          nesterov=tc["nesterov"] and tc["momentum"] > 0)
     steps_per_epoch = math.ceil(len(train_ds) // d.world / tc["batch_size"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
+    opt, sched = build_optimizer(model, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # kept for the shared checkpoint format
     out.mkdir(parents=True, exist_ok=True)
     start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-math.inf)

@@ -30,7 +30,7 @@ from ...distributed import Dist, all_sum, check_same_wiring
 from ...io import save, write_atomic
 from ...models import create_model
 from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
-from ...train import apply_ring, check_finite, lr_factor, make_loader, param_groups
+from ...train import _to, apply_ring, build_optimizer, check_finite, make_loader
 from ...wiring import derive_key
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
 
@@ -97,21 +97,6 @@ def predict(model: nn.Module, images: torch.Tensor, *, flip_test: bool) -> tuple
     return heatmaps, final
 
 
-def _optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    tc, name = cfg["train"], cfg["pose"]["optimizer"]
-    if name == "adam":
-        return torch.optim.Adam(param_groups(model, cfg), lr=tc["lr"])
-    if name == "sgd":
-        return torch.optim.SGD(param_groups(model, cfg), lr=tc["lr"], momentum=tc["momentum"],
-                               nesterov=tc["nesterov"] and tc["momentum"] > 0)
-    raise ValueError(f"pose.optimizer must be adam or sgd, got {name!r}")
-
-
-def _to(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
-    images = images.to(device)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
-
-
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader, cfg: dict, device, d: Dist = Dist()) -> tuple[float, PoseMeter]:
     """Mean loss and the PCKh/PCK counts over a loader (summed over ranks)."""
@@ -159,9 +144,9 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
     if tc["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     check_same_wiring(model, d)
-    opt = _optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_ds) // d.world / tc["batch_size"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
+    opt, sched = build_optimizer(model, cfg, steps_per_epoch, cfg["pose"]["optimizer"],
+                                  setting="pose.optimizer")
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # kept for the shared checkpoint format
     out.mkdir(parents=True, exist_ok=True)
     start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-1.0)
