@@ -45,6 +45,25 @@ def command(data: Path, out: Path, epochs: int, nproc: int = 1) -> list[str]:
             "train.threads=1", "--resume"]
 
 
+def kill_leftovers(out: Path) -> int:
+    """SIGKILL every process still training into ``out``; returns how many there were.
+
+    torchrun may start its workers in sessions of their own, so killing the launcher's process group can leave
+    them orphaned (and waiting on their peers forever); they are found by the run folder on their command line.
+    """
+    marker, killed = f"out.dir={out}".encode(), 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):  # gone already, or not ours to read
+            continue
+    return killed
+
+
 def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Random, log, nproc: int = 1) -> int:
     """Start, SIGKILL (the whole process group) after a random delay, check the checkpoint, repeat; then let it
     finish."""
@@ -58,8 +77,9 @@ def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Rando
             log(f"  run finished before the kill at {delay:.1f} s")
             break
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers die with their launcher
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            kill_leftovers(out)
         done += 1
         if (out / "last.pt").exists():
             epoch = load_checkpoint(out / "last.pt")["epoch"]  # must never be unreadable
