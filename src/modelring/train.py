@@ -1,4 +1,4 @@
-"""The training loop for classification: data, model (+ ring), SGD, schedule, evaluation, checkpoints, logs.
+"""The training loop for classification, and the task dispatch (``task.name``) to the pose and multitask loops.
 
 One readable module, top to bottom: ``run(config)`` builds everything from a plain config dict (see
 ``modelring.config``), trains epoch by epoch, evaluates after each epoch (loss, top-1, top-5), writes
