@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from results_table import by_setting, machine, mean_std, pyplot, write_markdown, write_rows
+from results_table import group_by_setting, machine, mean_std, pyplot, write_markdown, write_rows
 
 import modelring as mr
 from modelring.config import load_config
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=overrides, out=args.runs)
     out = Path(args.results)
     write_rows(rows, out, "equal_dof")
-    groups = by_setting(rows)
+    groups = group_by_setting(rows)
     table = ["| method | " + " | ".join(f"budget {b:g}" for b in args.budgets) + " |",
              "|---|" + "---|" * len(args.budgets)]
     for method in METHODS:

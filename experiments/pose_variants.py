@@ -16,7 +16,6 @@ Usage: python experiments/pose_variants.py [--train 2000 --test 400 --epochs 5 -
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import platform
@@ -30,6 +29,7 @@ import torch
 import modelring as mr
 from modelring.config import load_config
 from modelring.io import write_atomic
+from modelring.sweep import mean_std, write_csv
 from modelring.tasks.pose.synth import write_dataset
 from modelring.tasks.pose.train import build_pose_model
 from modelring.train import run
@@ -85,30 +85,16 @@ def run_one(args, label: str, variant: str, ring: int | None, seed: int) -> dict
     return row
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows as CSV, written atomically."""
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    write_atomic(path, write)
-
-
-def _std(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and std over seeds per setting."""
     summary = []
     for label in dict.fromkeys(r["setting"] for r in rows):
         group = [r for r in rows if r["setting"] == label]
-        pckh, pck = [r["test_pckh"] for r in group], [r["test_pck"] for r in group]
+        pckh = mean_std([r["test_pckh"] for r in group])
+        pck = mean_std([r["test_pck"] for r in group])
         summary.append({"setting": label, "dof": group[0]["dof"], "ring": group[0]["ring"],
                         "dense_params": group[0]["dense_params"], "seeds": len(group),
-                        "pckh_mean": statistics.mean(pckh), "pckh_std": _std(pckh),
-                        "pck_mean": statistics.mean(pck), "pck_std": _std(pck),
+                        "pckh_mean": pckh[0], "pckh_std": pckh[1], "pck_mean": pck[0], "pck_std": pck[1],
                         "train_s_mean": statistics.mean(r["train_s"] for r in group)})
     return summary
 
@@ -199,8 +185,8 @@ def main(argv=None) -> int:
     rows = [run_one(args, label, variant, ring, seed) for seed in args.seeds for label, variant, ring in settings]
     args.results.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
-    write_csv(args.results / "runs.csv", rows)
-    write_csv(args.results / "summary.csv", summary)
+    write_csv(rows, args.results / "runs.csv")
+    write_csv(summary, args.results / "summary.csv")
     plot(args.results / "pckh_vs_dof.png", summary)
     command = "python experiments/pose_variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
     data_s = float((args.out / "data_s.txt").read_text()) if (args.out / "data_s.txt").is_file() else 0.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -12,25 +11,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from modelring.io import write_atomic  # noqa: E402
-from modelring.sweep import write_csv  # noqa: E402
+from modelring.sweep import group_by_setting, mean_std, write_csv  # noqa: E402,F401 (re-exported)
 
 
 def machine() -> str:
     """One line: CPU architecture, cores, torch build."""
     return (f"{platform.machine()}, {os.cpu_count()} CPU cores ({torch.get_num_threads()} threads), "
             f"torch {torch.__version__}, Python {platform.python_version()}")
-
-
-def by_setting(rows: list[dict]) -> dict[str, list[dict]]:
-    """Runs grouped by their setting (the run name without ``_seed<k>``), in first-seen order."""
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row["run"].rsplit("_seed", 1)[0], []).append(row)
-    return groups
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def write_rows(rows: list[dict], out: Path, stem: str) -> None:

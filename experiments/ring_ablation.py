@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from results_table import by_setting, machine, mean_std, pyplot, write_markdown, write_rows
+from results_table import group_by_setting, machine, mean_std, pyplot, write_markdown, write_rows
 
 from modelring.sweep import run_settings
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=overrides, out=args.runs)
     out = Path(args.results)
     write_rows(rows, out, "ring_ablation")
-    groups = by_setting(rows)
+    groups = group_by_setting(rows)
 
     def line(name: str, key: str) -> str:
         m, s = mean_std([r["test_top1"] for r in groups[key]])

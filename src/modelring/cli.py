@@ -96,9 +96,9 @@ SYNTH_WRITERS = {"pose": "modelring.tasks.pose.synth:write_dataset", "multitask"
 
 def cmd_make_data(args) -> int:
     """Render a procedural data set in the real on-disk layout of its task (MPII JSON, 2D-3D-S folders)."""
-    module, _, attr = SYNTH_WRITERS[args.task].partition(":")
-    write = getattr(importlib.import_module(module), attr)
-    summary = write(Path(args.out), train=args.train, test=args.test, seed=args.seed, image_size=args.image_size)
+    from .train import import_entry
+
+    summary = import_entry(SYNTH_WRITERS[args.task])(Path(args.out), train=args.train, test=args.test, seed=args.seed, image_size=args.image_size)
     print(summary)
     return 0
 

@@ -92,6 +92,6 @@ class MagnitudePruner:
 
     def nonzero(self, model: nn.Module) -> int:
         """Trainable non-zeros of the model: kept prunable weights + every other trainable entry."""
-        others = sum(p.numel() for p in model.parameters()
-                     if p.requires_grad and not any(p is t for t in self.tensors.values()))
+        ranked = {id(t) for t in self.tensors.values()}
+        others = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in ranked)
         return others + sum(int((t != 0).sum()) for t in self.tensors.values())

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .io import write_atomic
+from .convert import materialize
+from .count import count_params
+from .io import save, write_atomic
 
 
 def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
@@ -59,10 +61,6 @@ def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, 
 
 def save_final_model(model, out: Path) -> tuple[int, int]:
     """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
-    from .convert import materialize
-    from .count import count_params
-    from .io import save
-
     checkpoint = save(model, out / "model.safetensors").stat().st_size
     dense_path = out / ".dense_size_check.safetensors"
     dense = save(materialize(model) if count_params(model).ring else model, dense_path).stat().st_size

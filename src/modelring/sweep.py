@@ -101,17 +101,26 @@ def fit_loglinear(dofs: list[float], accs: list[float]) -> dict:
             "points": len(xs)}
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Mean ± std of test top-1 per setting (runs that differ only by seed)."""
+def group_by_setting(rows: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by setting (the run name without ``_seed<k>``), in first-seen order."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["run"].rsplit("_seed", 1)[0], []).append(row)
+    return groups
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean ± std of test top-1 per setting (runs that differ only by seed)."""
     out = []
-    for setting, members in groups.items():
-        accs = [m["test_top1"] for m in members]
+    for setting, members in group_by_setting(rows).items():
+        mean, std = mean_std([m["test_top1"] for m in members])
         out.append({"setting": setting, "dof": members[0]["dof"], "dof_fraction": members[0]["dof_fraction"],
-                    "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                    "seeds": len(accs)})
+                    "mean": mean, "std": std, "seeds": len(members)})
     return sorted(out, key=lambda r: r["dof"])
 
 

@@ -320,11 +320,16 @@ TASKS = {"classification": ("modelring.train:_run", "modelring.train:evaluate_cl
          "multitask": ("modelring.tasks.multitask.train:run_multitask", "modelring.tasks.multitask.train:evaluate_multitask")}
 
 
+def import_entry(spec: str):
+    """The object named by ``"package.module:attr"``, imported on first use."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def _task_entry(name: str, which: int):
     if name not in TASKS:
         raise ValueError(f"task.name must be one of {sorted(TASKS)}, got {name!r}")
-    module, _, attr = TASKS[name][which].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return import_entry(TASKS[name][which])
 
 
 def task_runner(name: str):
