@@ -4,29 +4,45 @@ import hashlib
 import torch
 
 from modelring import wiring as wr
-from modelring.generate import RingSpec, build_wiring
+from modelring.generate import RingSpec
 
 
 def entry_of(spec: RingSpec) -> torch.Tensor:
     """Ring entry read by every virtual weight, straight from the wiring functions."""
     if spec.sampling == "independent":
         return wr.independent_indices(spec.total, spec.size, spec.key(4))
+    if spec.element_wise:
+        return wr.element_positions(spec.total, spec.key(1), permute=spec.permute) % spec.size
     sizes = [s.numel for s in spec.segments]
     return wr.tiled_positions(sizes, spec.block, spec.key(1), permute=spec.permute) % spec.size
 
 
+def coefficients(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:
+    """c_layer(j) * sign(j) for every virtual weight, straight from the wiring functions."""
+    scale = torch.cat([torch.full((s.numel,), s.scale, dtype=dtype) for s in spec.segments])
+    if not spec.reflect:
+        return scale
+    return torch.where(wr.sign_bits(0, spec.total, spec.key(2)), -scale, scale)
+
+
 def dense_matrix(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:
     """R as an explicit (T, N) matrix: R[j, entry(j)] = c_layer(j) * sign(j)."""
-    coef = build_wiring(spec, torch.device("cpu"), dtype).coef
     R = torch.zeros(spec.total, spec.size, dtype=dtype)
-    R[torch.arange(spec.total), entry_of(spec)] = coef
+    R[torch.arange(spec.total), entry_of(spec)] = coefficients(spec, dtype)
     return R
+
+
+def sparse_matrix(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:
+    """R as a sparse (T, N) COO matrix, for rings too large for ``dense_matrix``."""
+    rows = torch.stack([torch.arange(spec.total), entry_of(spec)])
+    return torch.sparse_coo_tensor(rows, coefficients(spec, dtype), (spec.total, spec.size),
+                                   check_invariants=True).coalesce()
 
 
 def fingerprint(spec: RingSpec) -> dict:
     """sha256 of the entry indices and of the coefficient signs (the whole wiring), plus a short prefix."""
     entries = entry_of(spec).to(torch.int64).numpy().tobytes()
-    negative = (build_wiring(spec, torch.device("cpu"), torch.float64).coef < 0).numpy().tobytes()
+    negative = (coefficients(spec) < 0).numpy().tobytes()
     return {"entries_sha256": hashlib.sha256(entries).hexdigest(),
             "signs_sha256": hashlib.sha256(negative).hexdigest(),
             "first_entries": entry_of(spec)[:12].tolist()}

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers import dense_matrix, make_spec
+from helpers import dense_matrix, make_spec, sparse_matrix
+from modelring import kernels
 from modelring.generate import RingGenerator, build_wiring, generate
 
 
@@ -10,8 +11,12 @@ def generate_flat(ring, spec, wiring):
     return torch.cat([w.reshape(-1) for w in generate(ring, spec, wiring)])
 
 SHAPES = [[6, 4, 3, 3], [5, 7], [3, 2, 2, 2, 2], [9]]
-VARIANTS = [dict(block=1), dict(block=16), dict(block=5), dict(block=16, permute=False),
+VARIANTS = [dict(block=1), dict(block=1, permute=False), dict(block=1, reflect=False), dict(block=1, wiring="recompute"),
+            dict(block=1, wiring_version=1), dict(block=16), dict(block=5), dict(block=16, permute=False),
             dict(block=4, reflect=False), dict(sampling="independent"), dict(block=16, wiring="recompute")]
+# the element-wise layout at sizes that exercise many chunks, a short last chunk, chunks straddling layers,
+# rings smaller than a chunk and rings larger than the weights
+CHUNKY = [[64, 64, 3, 3], [100, 300], [7], [3000, 3], [9000]]
 
 
 @pytest.mark.parametrize("size", [17, 100, 400])
@@ -27,12 +32,73 @@ def test_generation_and_gradient_equal_dense_reference(size, options):
     torch.testing.assert_close(ring.grad, R.T @ upstream, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("size", [5, 4096, 5000, 40_000, 200_000])
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+def test_element_wise_generation_and_gradient_equal_dense_reference(size, kernel, monkeypatch):
+    if kernel == "torch":
+        monkeypatch.setenv("MODELRING_KERNEL", "torch")
+    elif not kernels.usable(torch.zeros(1)):
+        pytest.fail("the compiled kernel is unavailable on this machine (no C++ compiler?)")
+    spec = make_spec(CHUNKY, size, seed=9, scales=[0.5, 1.0, 2.0, 1.0, 0.25])
+    assert spec.element_wise
+    ring = torch.randn(size, dtype=torch.float64, requires_grad=True)
+    flat = generate_flat(ring, spec, build_wiring(spec, ring.device, ring.dtype))
+    R = sparse_matrix(spec)
+    torch.testing.assert_close(flat, R @ ring.detach(), rtol=0, atol=0)
+    upstream = torch.randn(spec.total, dtype=torch.float64)
+    flat.backward(upstream)
+    torch.testing.assert_close(ring.grad, R.t() @ upstream, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_kernel_and_torch_path_are_bitwise_equal(dtype, monkeypatch):
+    spec = make_spec(CHUNKY, 40_000, seed=2, scales=[0.5, 1.0, 3.0, 1.0, 0.1])
+    upstream = [torch.randn(s.shape, dtype=dtype) for s in spec.segments]
+    results = []
+    for kernel in ["compiled", "torch"]:
+        monkeypatch.setenv("MODELRING_KERNEL", kernel)
+        ring = torch.randn(40_000, dtype=dtype, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        weights = generate(ring, spec, build_wiring(spec, ring.device, dtype))
+        torch.autograd.backward(weights, upstream)
+        results.append(([w.detach() for w in weights], ring.grad))
+    (w_a, g_a), (w_b, g_b) = results
+    assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
+    assert torch.equal(g_a, g_b)
+
+
+def test_channels_last_gradients_reach_the_ring_in_logical_order():
+    spec = make_spec([[8, 4, 3, 3], [6, 8, 3, 3]], 100, seed=1)
+    ring = torch.randn(100, dtype=torch.float64, requires_grad=True)
+    weights = generate(ring, spec, build_wiring(spec, ring.device, ring.dtype))
+    upstream = [torch.randn(s.shape, dtype=torch.float64).to(memory_format=torch.channels_last)
+                for s in spec.segments]
+    torch.autograd.backward(weights, upstream)
+    expected = dense_matrix(spec).T @ torch.cat([u.reshape(-1) for u in upstream])
+    torch.testing.assert_close(ring.grad, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("options", VARIANTS, ids=str)
 def test_gradcheck_float64(options):
     spec = make_spec([[4, 3, 3], [7, 2]], 11, seed=1, scales=[0.7, 1.3], **options)
     wiring = build_wiring(spec, torch.device("cpu"), torch.float64)
     ring = torch.randn(11, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda r: generate_flat(r, spec, wiring), (ring,))
+
+
+def test_element_wise_backward_is_bitwise_identical_for_one_and_two_threads():
+    spec = make_spec([[64, 64, 3, 3], [100, 300], [333]], 5000, seed=0, scales=[0.03, 0.05, 1.0])
+    wiring = build_wiring(spec, torch.device("cpu"), torch.float32)
+    upstream = torch.randn(spec.total)
+    grads, threads = [], torch.get_num_threads()
+    try:
+        for count in [1, 2, 1, 2]:
+            torch.set_num_threads(count)
+            ring = torch.randn(5000, generator=torch.Generator().manual_seed(0), requires_grad=True)
+            generate_flat(ring, spec, wiring).backward(upstream)
+            grads.append(ring.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
 
 
 @pytest.mark.parametrize("options", [dict(block=1), dict(block=16), dict(sampling="independent")], ids=str)
@@ -85,6 +151,10 @@ def test_cached_wiring_bytes_per_virtual_weight():
     gen = RingGenerator(spec)
     gen.weights(torch.randn(10_000))
     assert gen.wiring_bytes() / spec.total <= 4.5 + 1e-9
+    element = RingGenerator(make_spec([[256, 256, 3, 3]], 10_000))
+    ring = torch.randn(10_000, requires_grad=True)
+    sum(w.sum() for w in element.weights(ring)).backward()  # the backward builds its chunk tables too
+    assert element.wiring_bytes() + element.workspace_bytes() <= 4.01 * spec.total
     recompute = RingGenerator(make_spec([[256, 256, 3, 3]], 10_000, wiring="recompute"))
     recompute.weights(torch.randn(10_000))
     assert recompute.wiring_bytes() == 0

@@ -10,7 +10,9 @@ import torch
 from helpers import entry_of, fingerprint, make_spec
 from modelring import wiring as wr
 
-EXPECT = Path(__file__).parent / "expect" / "wiring_v1.json"
+EXPECT = Path(__file__).parent / "expect"
+GOLDEN = [dict(case, wiring_version=data["wiring_version"]) for name in ("wiring_v1.json", "wiring_v2.json")
+          for data in [json.loads((EXPECT / name).read_text())] for case in data["cases"]]
 
 
 def test_hash32_matches_python_ints_and_reference_values():
@@ -93,11 +95,19 @@ def test_derive_key_rejects_negative_words():
         wr.derive_key(-1)
 
 
-@pytest.mark.parametrize("case", json.loads(EXPECT.read_text())["cases"], ids=lambda c: str(c["shapes"]))
+@pytest.mark.parametrize("case", GOLDEN, ids=lambda c: f"v{c['wiring_version']}-{c['shapes']}-{c.get('block')}")
 def test_golden_wiring(case):
     options = {k: v for k, v in case.items() if k not in ("shapes", "size", "seed", "expect")}
     spec = make_spec(case["shapes"], case["size"], seed=case["seed"], **options)
     assert fingerprint(spec) == case["expect"], "wiring changed: bump WIRING_VERSION and regenerate expect files"
+
+
+@pytest.mark.parametrize("case", [c for c in GOLDEN if c["wiring_version"] == 1 and c.get("block", 1) != 1],
+                         ids=lambda c: f"{c['shapes']}-{c.get('block')}")
+def test_version_2_keeps_every_version_1_layout_but_block_1(case):
+    options = {k: v for k, v in case.items() if k not in ("shapes", "size", "seed", "expect", "wiring_version")}
+    spec = make_spec(case["shapes"], case["size"], seed=case["seed"], wiring_version=2, **options)
+    assert fingerprint(spec) == case["expect"]
 
 
 def test_same_wiring_in_a_separate_process():

@@ -21,7 +21,7 @@ def default_config() -> dict:
         "task": {"name": "classification"},
         "model": {"name": "resnet20", "kwargs": {}},
         "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
-                 "scale": None, "block": 16, "permute": True, "reflect": True, "sampling": "even",
+                 "scale": None, "block": 1, "permute": True, "reflect": True, "sampling": "even",
                  "wiring": "cached", "rings": None},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
                  "image_size": 224,

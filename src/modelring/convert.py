@@ -105,16 +105,33 @@ class _SpecLoadHook:
         if key not in state_dict:
             missing.append(key)
             return
-        theirs = decode_spec(state_dict.pop(key))
-        if _value_spec(theirs) != _value_spec(self.state.spec()):
+        theirs, ours = decode_spec(state_dict.pop(key)), self.state.spec()
+        if _value_spec(theirs) != _value_spec(ours):
             errors.append("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, "
-                          "targets or wiring options); convert the model with the same options, or use "
-                          "modelring.load(path) which rebuilds the model from the file's spec")
+                          f"targets or wiring options{_version_note(theirs, ours)}); convert the model with the "
+                          "same options, or use modelring.load(path) which rebuilds the model from the file's spec")
+
+
+def _version_note(theirs: dict, ours: dict) -> str:
+    versions = {r.get("wiring_version") for r in theirs.get("rings", [])}
+    mine = {r.get("wiring_version") for r in ours.get("rings", [])}
+    if versions == mine:
+        return ""
+    return (f"; the state_dict uses wiring version {sorted(versions)} and this model {sorted(mine)}: element-wise "
+            "wiring (block=1) differs between them, so load the file with modelring.load(path)")
 
 
 def _value_spec(spec: dict) -> dict:
-    """The parts of a spec that decide generated values (the wiring mode only trades memory for time)."""
-    return {**spec, "rings": [{k: v for k, v in ring.items() if k != "wiring"} for ring in spec["rings"]]}
+    """The parts of a spec that decide generated values: not the wiring mode (it only trades memory for time),
+    and not the wiring version where the versions agree (every layout except the element-wise one of version 2:
+    a version-1 checkpoint with ``block=16`` loads into a model converted today with ``block=16``)."""
+    rings = []
+    for ring in spec["rings"]:
+        ring = {k: v for k, v in ring.items() if k != "wiring"}
+        if ring.get("block") != 1 or ring.get("sampling") == "independent":
+            ring.pop("wiring_version", None)
+        rings.append(ring)
+    return {**spec, "rings": rings}
 
 
 def encode_spec(spec: dict) -> torch.Tensor:
@@ -145,7 +162,7 @@ def is_converted(model: nn.Module) -> bool:
 def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
             reflect: bool = True, sampling: str = "even", scale: str | Callable | None = None,
             rings: Mapping[str, RingSize] | Callable | None = None, include=None, exclude=None,
-            wiring: str = "cached", block: int = 16) -> nn.Module:
+            wiring: str = "cached", block: int = 1) -> nn.Module:
     """Generate a model's weights from model rings, in place.
 
     Args:
@@ -166,10 +183,13 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         include: what to generate: module types (their ``weight``) and/or parameter-name globs
             (default: the weight of conv, conv-transpose and linear layers).
         exclude: module types or parameter-name globs to leave free, e.g. ``["conv1.weight", "fc.*"]``.
-        wiring: "cached" (int32 block indices + coefficients, 4 + 8/block bytes per virtual weight) or
-            "recompute" (nothing stored, rebuilt every forward).
-        block: consecutive virtual weights moved together by the permutation; 1 is the paper's element-wise
-            permutation (slower), larger blocks keep the same statistics and generate faster.
+        wiring: "cached" (keeps the wiring: 4 B per virtual weight held between steps at ``block=1``, 12 + 8/block
+            B with blocks) or "recompute" (nothing kept, rebuilt at every generation).
+        block: 1 (default) is the paper's element-wise permutation: every weight reads its own pseudo-random
+            entry. ``block > 1`` moves runs of ``block`` consecutive weights together, so weight j+1 reads the
+            entry after weight j's and most 3x3 kernels become sign-flipped near-copies of another kernel (same
+            use counts and sign balance, different structure: see ``modelring.wiring_report``); kept for
+            comparison with earlier results.
 
     Returns:
         The same model object, converted.

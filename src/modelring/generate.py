@@ -1,19 +1,19 @@
 """Generation: turn one ring and its wiring into every virtual weight of a forward, and back.
 
-Forward (even sampling): each layer's weight is copied block by block out of the ring with one
-``index_select`` on a (N, block) view of overlapping windows of the ring (row s = entries s..s+block-1 mod N),
-then multiplied by a per-weight coefficient c_i * (+-1) holding the layer scale and the reflection sign. Each
-layer gets its own output tensor: no T-sized temporary is ever allocated in the forward.
+Two layouts (see ``wiring.py``). The element-wise layout (``block=1``, the default and the paper's) is generated
+in ``elementwise.py``: a fused gather through int16 tables, 8 B per virtual weight held between steps.
 
-Backward: each layer's gradient is multiplied by the same coefficients into a flat workspace, gathered back to
-tiled-ring order through sigma^-1 (a gather, never a scatter-add), and summed over the ceil(T/N) copies of the
-ring as a dense (copies, N) view. No atomics, no thread-dependent accumulation order: gradients are
-bit-identical run to run. The two T-sized workspaces are kept between steps (fresh large allocations cost more
-than the copies themselves, in page faults) and counted by ``count_params`` as ``workspace_bytes``.
+The block layout (``block > 1``, and every version-1 spec): each layer's weight is copied block by block out of
+the ring with one ``index_select`` on a (N, block) view of overlapping windows of the ring (row s = entries
+s..s+block-1 mod N), then multiplied by a per-weight coefficient c_i * (+-1) holding the layer scale and the
+reflection sign. Backward: each layer's gradient is multiplied by the same coefficients into a flat workspace,
+gathered back to tiled-ring order through sigma^-1 (a gather, never a scatter-add), and summed over the
+ceil(T/N) copies of the ring as a dense (copies, N) view. Both T-sized workspaces are kept between steps. Held
+between steps per virtual weight: 8/block B of int32 block starts and sigma^-1, 4 B of coefficients and 8 B of
+workspaces (12.5 B at block 16).
 
-The cached wiring holds block starts and sigma^-1 as int32 (8/block bytes per virtual weight) and the
-coefficients in the ring's dtype (4 bytes in float32): 4.5 B per virtual weight at the default block of 16.
-The recompute wiring keeps nothing and rebuilds them from the integer hash at every generation.
+No atomics in either layout: gradients are bit-identical run to run. The recompute wiring keeps nothing and
+rebuilds the wiring from the integer hash at every generation.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import wiring as wr
+from .elementwise import ElementGenerate, ElementWiring, build_element_wiring, held_bytes
 
 SAMPLINGS = ("even", "independent")
 WIRING_MODES = ("cached", "recompute")
@@ -52,7 +53,7 @@ class RingSpec:
     seed: int
     segments: tuple[Segment, ...]
     init_std: float = 1.0
-    block: int = 16
+    block: int = 1
     permute: bool = True
     reflect: bool = True
     sampling: str = "even"
@@ -63,6 +64,11 @@ class RingSpec:
     def total(self) -> int:
         """T: the number of virtual weights this ring generates."""
         return sum(s.numel for s in self.segments)
+
+    @property
+    def element_wise(self) -> bool:
+        """Whether this ring uses the element-wise layout (version 2, block 1, even sampling)."""
+        return self.sampling == "even" and self.block == 1 and self.wiring_version >= 2
 
     def key(self, purpose: int) -> int:
         return wr.derive_key(self.seed, self.index, purpose)
@@ -75,9 +81,9 @@ class RingSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RingSpec":
-        if data.get("wiring_version") != wr.WIRING_VERSION:
+        if data.get("wiring_version") not in wr.SUPPORTED_VERSIONS:
             raise ValueError(f"ring {data.get('name')!r} uses wiring version {data.get('wiring_version')}, but "
-                             f"this modelring implements version {wr.WIRING_VERSION}; install the modelring "
+                             f"this modelring implements versions {wr.SUPPORTED_VERSIONS}; install the modelring "
                              "release that wrote the checkpoint")
         segments, offset = [], 0
         for s in data["segments"]:
@@ -115,8 +121,10 @@ class Wiring:
         return sum(t.numel() * t.element_size() for t in self.workspace)
 
 
-def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wiring:
+def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wiring | ElementWiring:
     """Compute the wiring of ``spec`` from the integer hash (no random generator involved)."""
+    if spec.element_wise:
+        return build_element_wiring(spec, device)
     layout = wr.BlockLayout.of([s.numel for s in spec.segments], spec.block)
     coef = _coefficients(spec, device, dtype)
     if spec.sampling == "independent":
@@ -230,6 +238,8 @@ class _IndependentGenerate(torch.autograd.Function):
 def generate(ring: torch.Tensor, spec: RingSpec, wiring: Wiring) -> tuple[torch.Tensor, ...]:
     """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``."""
     shapes = tuple(s.shape for s in spec.segments)
+    if spec.element_wise:
+        return ElementGenerate.apply(ring, wiring, shapes)
     function = _IndependentGenerate if spec.sampling == "independent" else _EvenGenerate
     return function.apply(ring, wiring, shapes)
 

@@ -9,14 +9,25 @@ Everything here is integer arithmetic on int64 tensors (or Python ints) whose in
 ever used. Changing any function's output is a breaking change: bump ``WIRING_VERSION`` and the golden files
 in ``tests/expect``.
 
-Layout (version 1). The T virtual weights of one ring are numbered j = 0..T-1, layer after layer. Each layer
-is cut into blocks of ``block`` consecutive weights plus a tail of (size mod block) weights. Over the whole ring,
-the nb full blocks are numbered in order, and so are the tail weights. A keyed bijection sigma on [0, nb) puts
-full block b at position sigma(b)*block of the *tiled ring* (the ring repeated ceil(T/N) times); the tail
-weights take positions nb*block, nb*block+1, ... in order. So pi, virtual weight -> tiled position, is a
-bijection on [0, T) and weight j reads ring entry pi(j) mod N: every entry is read floor(T/N) or ceil(T/N)
-times ("even sampling"). block=1 is the element-wise permutation of the paper; larger blocks keep the same
-statistics (independent random signs per weight) while making generation a copy of contiguous rows.
+Block layout (version 1, and ``block > 1`` in version 2). The T virtual weights of one ring are numbered
+j = 0..T-1, layer after layer. Each layer is cut into blocks of ``block`` consecutive weights plus a tail of
+(size mod block) weights. Over the whole ring, the nb full blocks are numbered in order, and so are the tail
+weights. A keyed bijection sigma on [0, nb) puts full block b at position sigma(b)*block of the *tiled ring* (the
+ring repeated ceil(T/N) times); the tail weights take positions nb*block, nb*block+1, ... in order. So pi, virtual
+weight -> tiled position, is a bijection on [0, T) and weight j reads ring entry pi(j) mod N: every entry is read
+floor(T/N) or ceil(T/N) times ("even sampling"). Only the marginals match the paper's element-wise permutation:
+inside a block, weight j+1 reads the entry after weight j's, so with ``block=16`` most 3x3 kernels are
+sign-flipped near-copies of a kernel elsewhere (see ``diagnose.wiring_report``). Version 1 with ``block=1`` is a
+plain keyed permutation of [0, T).
+
+Element-wise layout (version 2, ``block=1``; the default). The weights are cut into chunks of B = 2**TILE_BITS
+consecutive weights (the last chunk may be shorter). A keyed bijection sigma puts each full chunk q on the tile
+sigma(q) of the tiled ring (positions sigma(q)*B .. sigma(q)*B + B - 1), the short last chunk on the last
+positions, and inside its tile every chunk is permuted element by element by its own keyed bijection rho_q
+(a Feistel network on B = 2**bits values needs no cycle walking). pi is again a bijection on [0, T): the same even
+sampling, and no two neighbouring weights read neighbouring entries. Only the distance of the reads is bounded:
+a chunk's reads stay inside one B-entry window, which keeps generation a cache-resident gather in both directions
+(forward: ring -> weights; backward: weights -> ring, through the inverse). Signs are per weight, as in version 1.
 """
 from __future__ import annotations
 
@@ -25,7 +36,9 @@ from dataclasses import dataclass
 
 import torch
 
-WIRING_VERSION = 1
+WIRING_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+TILE_BITS = 12  # element-wise layout: 4096-weight chunks (16 KiB windows in float32; see bench/floor.py)
 
 _MASK32 = 0xFFFFFFFF
 _MUL_A = 0x7FEB352D  # lowbias32 constants (Chris Wellons' hash-prospector), good avalanche for 32-bit words
@@ -174,3 +187,38 @@ def tiled_positions(sizes: list[int], block: int, key: int, *, permute: bool = T
         parts.append((sigma[first:first + count, None] * block + within).reshape(-1))
         parts.append(layout.num_blocks * block + tail_start + torch.arange(tail))
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+
+
+def chunk_slots(num_chunks: int, key: int, *, permute: bool = True,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """sigma of the element-wise layout: the tile of each full chunk (int64)."""
+    return block_permutation(num_chunks, derive_key(key, 0xC1), permute=permute, device=device)
+
+
+def within_chunk_positions(first: int, count: int, bits: int, key: int, *, permute: bool = True,
+                           device: torch.device | str = "cpu") -> torch.Tensor:
+    """rho_q(r) for the full chunks q = first .. first+count-1: a (count, 2**bits) int64 tensor whose row i is a
+    keyed permutation of [0, 2**bits), each chunk with its own key."""
+    width = 1 << bits
+    r = torch.arange(width, dtype=torch.int64, device=device).expand(count, width)
+    if not permute or bits < 2:  # a Feistel network needs two halves
+        return r.clone()
+    q = torch.arange(first, first + count, dtype=torch.int64, device=device)[:, None]
+    round_keys = [hash32(q ^ derive_key(key, 0xC2, round_)) for round_ in range(_FEISTEL_ROUNDS)]
+    return _feistel(r, bits, round_keys)
+
+
+def tail_positions(length: int, key: int, *, permute: bool = True,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """rho of the short last chunk (length < 2**bits): a keyed permutation of [0, length)."""
+    return block_permutation(length, derive_key(key, 0xC3), permute=permute, device=device)
+
+
+def element_positions(total: int, key: int, *, permute: bool = True, bits: int = TILE_BITS) -> torch.Tensor:
+    """pi(j) of the element-wise layout for every virtual weight j (int64). For tests and tools."""
+    width = 1 << bits
+    full, tail = divmod(total, width)
+    sigma = chunk_slots(full, key, permute=permute)
+    rho = within_chunk_positions(0, full, bits, key, permute=permute)
+    parts = [(sigma[:, None] * width + rho).reshape(-1), full * width + tail_positions(tail, key, permute=permute)]
+    return torch.cat(parts)

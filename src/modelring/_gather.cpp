@@ -1,0 +1,163 @@
+// Fused element-wise generation for the version-2 wiring (see wiring.py, "Element-wise layout").
+//
+// Compiled on first use by kernels.py (g++ -O3 -fopenmp, no torch headers: it builds in under a second) and
+// called through ctypes with raw pointers. Both loops are gathers: every output element is written by exactly one
+// thread and, in the backward, each ring entry sums its copies in ascending copy order whatever the thread count,
+// so results are bitwise identical run to run and for any number of threads. No atomics anywhere.
+//
+// Tables (int16, two bytes per virtual weight each):
+//   fwd[j] = rho_q(j mod B) | sign_j << 15     position of weight j inside its chunk's tile, and its sign
+//   inv[p] = rho_q^-1(p mod B) | sign << 15    the weight (inside its chunk) that lands on tiled position p
+// and per chunk / slot (int64, one per B weights): base[q] = ring entry where chunk q's tile starts,
+// start[s] = first weight of the chunk whose tile is slot s. Ring entry of tiled position p is p mod n.
+#include <stdint.h>
+#include <omp.h>
+
+namespace {
+
+template <typename T> struct Bits;
+template <> struct Bits<float> { using U = uint32_t; static constexpr int shift = 16; };
+template <> struct Bits<double> { using U = uint64_t; static constexpr int shift = 48; };
+
+// v with its sign flipped when bit 15 of code is set: an exclusive-or on the bits (what negation does), which
+// the compiler vectorises, unlike a branch
+template <typename T>
+inline T signed_by(T v, uint16_t code) {
+    using U = typename Bits<T>::U;
+    U u;
+    __builtin_memcpy(&u, &v, sizeof(T));
+    u ^= static_cast<U>(code & 0x8000) << Bits<T>::shift;
+    __builtin_memcpy(&v, &u, sizeof(T));
+    return v;
+}
+
+// Ask for a window of the source ahead of its use: the reads inside it are random, so the hardware prefetcher
+// (which follows sequential streams) cannot, and every first touch of a line would stall
+template <typename T>
+inline void prefetch_window(const T* window, int64_t count) {
+    const char* p = reinterpret_cast<const char*>(window);
+    for (int64_t b = 0; b < count * int64_t(sizeof(T)); b += 64) __builtin_prefetch(p + b);
+}
+
+// out[i] = scale * sign_i * window[offset_i] for i in [0, count): 16-bit offsets into one window, a loop the
+// compiler turns into vector gathers
+template <typename T>
+inline void gather_window(const T* __restrict window, const uint16_t* __restrict code, int64_t count, T scale,
+                          T* __restrict out) {
+    if (scale == T(1)) {  // the default (no per-layer scale): skip the multiply, same values
+        for (int64_t i = 0; i < count; i++) out[i] = signed_by(window[code[i] & 0x7FFF], code[i]);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++) out[i] = scale * signed_by(window[code[i] & 0x7FFF], code[i]);
+}
+
+// acc[i] += scale * sign_i * window[offset_i]: the backward's counterpart
+template <typename T>
+inline void accumulate_window(const T* __restrict window, const uint16_t* __restrict code, int64_t count, T scale,
+                              T* __restrict acc) {
+    if (scale == T(1)) {
+        for (int64_t i = 0; i < count; i++) acc[i] += signed_by(window[code[i] & 0x7FFF], code[i]);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++) acc[i] += scale * signed_by(window[code[i] & 0x7FFF], code[i]);
+}
+
+// One chunk (or part of one): ring entries base + offset_i, mod n
+template <typename T>
+inline void gather_chunk(const T* ring, int64_t n, int64_t base, const int16_t* fwd, int64_t count, T scale,
+                         T* out) {
+    const uint16_t* code = reinterpret_cast<const uint16_t*>(fwd);
+    if (base + 0x8000 <= n) {  // the window does not reach the end of the ring: the common case
+        gather_window<T>(ring + base, code, count, scale, out);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++)  // a window that wraps around the ring's end, or a ring smaller than it
+        out[i] = scale * signed_by(ring[(base + (code[i] & 0x7FFF)) % n], code[i]);
+}
+
+template <typename T>
+void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits, int64_t layers,
+             const int64_t* starts, const int64_t* outs, const double* scales, int threads) {
+    const int64_t total = starts[layers];
+    const int64_t width = int64_t(1) << bits;
+    #pragma omp parallel num_threads(threads)
+    {
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int64_t j = total * id / nt;
+        const int64_t stop = total * (id + 1) / nt;
+        int64_t layer = 0;
+        while (layer < layers && starts[layer + 1] <= j) layer++;
+        while (j < stop) {  // pieces that stay inside one layer and one chunk
+            while (starts[layer + 1] <= j) layer++;
+            int64_t end = (j | (width - 1)) + 1;
+            end = end < starts[layer + 1] ? end : starts[layer + 1];
+            end = end < stop ? end : stop;
+            T* out = reinterpret_cast<T*>(outs[layer]) + (j - starts[layer]);
+            if (end < total && base[end >> bits] + width <= n) prefetch_window(ring + base[end >> bits], width);
+            gather_chunk<T>(ring, n, base[j >> bits], fwd + j, end - j, static_cast<T>(scales[layer]), out);
+            j = end;
+        }
+    }
+}
+
+// slot_src[s]: address of the gradient of the chunk whose tile is slot s (inside a layer's gradient, or a
+// copy for chunks that straddle layers), slot_scale[s]: its layer scale
+template <typename T>
+void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n, const int16_t* inv,
+              int bits, T* out, int threads) {
+    const int64_t copies = (total + n - 1) / n;
+    const int64_t width = int64_t(1) << bits;
+    constexpr int64_t span = 4096;  // ring entries accumulated together: the partial sums stay in L1
+    const uint16_t* code = reinterpret_cast<const uint16_t*>(inv);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k0 = 0; k0 < n; k0 += span) {
+        const int64_t k1 = k0 + span < n ? k0 + span : n;
+        T acc[span];
+        for (int64_t k = 0; k < k1 - k0; k++) acc[k] = 0;
+        for (int64_t c = 0; c < copies; c++) {  // ascending copies: the same sum order for any thread count
+            const int64_t p0 = c * n + k0;
+            const int64_t p1 = c * n + k1 < total ? c * n + k1 : total;
+            for (int64_t p = p0; p < p1;) {  // pieces inside one tile: one source chunk
+                int64_t end = (p | (width - 1)) + 1;
+                end = end < p1 ? end : p1;
+                const int64_t next = end < p1 ? end : p0 + n;  // the next piece: this copy's next tile or the next copy
+                if (next < total) prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
+                const int64_t s = p >> bits;
+                accumulate_window<T>(reinterpret_cast<const T*>(slot_src[s]), code + p, end - p,
+                                     static_cast<T>(slot_scale[s]), acc + (p - p0));
+                p = end;
+            }
+        }
+        for (int64_t k = 0; k < k1 - k0; k++) out[k0 + k] = acc[k];
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+int modelring_abi() { return 1; }
+
+void modelring_forward_f32(const float* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
+                           int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
+                           int threads) {
+    forward<float>(ring, n, fwd, base, bits, layers, starts, outs, scales, threads);
+}
+
+void modelring_forward_f64(const double* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
+                           int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
+                           int threads) {
+    forward<double>(ring, n, fwd, base, bits, layers, starts, outs, scales, threads);
+}
+
+void modelring_backward_f32(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
+                            const int16_t* inv, int bits, float* out, int threads) {
+    backward<float>(slot_src, slot_scale, total, n, inv, bits, out, threads);
+}
+
+void modelring_backward_f64(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
+                            const int16_t* inv, int bits, double* out, int threads) {
+    backward<double>(slot_src, slot_scale, total, n, inv, bits, out, threads);
+}
+
+}  // extern "C"

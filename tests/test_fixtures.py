@@ -1,0 +1,55 @@
+"""Checkpoints written by earlier releases load and give identical outputs.
+
+``fixtures/v1_*`` were written by the release before the element-wise wiring became the default (wiring version
+1; ``block=16`` was the default then, ``block=1`` the paper's element-wise option): an RPG ResNet-8 (width 4,
+ring = 5% of the generated weights, seed 7, stem and classifier free) with perturbed parameters, in eval mode,
+and its outputs on a fixed input.
+"""
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import modelring as mr
+from modelring.convert import get_state
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+OUTPUTS = load_file(FIXTURES / "v1_outputs.safetensors")
+
+
+@pytest.mark.parametrize("name", ["v1_resnet8_block16", "v1_resnet8_block1"])
+def test_version_1_model_file_loads_with_identical_outputs(name):
+    model = mr.load(FIXTURES / f"{name}.safetensors").eval()
+    spec = get_state(model).generators[0].spec
+    assert spec.wiring_version == 1 and spec.block == (16 if "16" in name else 1)
+    with torch.no_grad():
+        assert torch.equal(model(OUTPUTS["input"]), OUTPUTS[name])
+
+
+def test_version_1_model_file_saved_again_keeps_its_version(tmp_path):
+    model = mr.load(FIXTURES / "v1_resnet8_block1.safetensors").eval()
+    again = mr.load(mr.save(model, tmp_path / "again.safetensors")).eval()
+    with safe_open(str(tmp_path / "again.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["spec"])["rings"][0]["wiring_version"] == 1
+    with torch.no_grad():
+        assert torch.equal(again(OUTPUTS["input"]), OUTPUTS["v1_resnet8_block1"])
+
+
+def test_version_1_block_16_state_dict_loads_into_a_model_converted_today():
+    state = torch.load(FIXTURES / "v1_resnet8_block16_state_dict.pt", weights_only=True)
+    model = mr.convert(mr.create_model("resnet8", num_classes=10, width=4), 0.05, seed=7,
+                       exclude=["conv1.weight", "fc.*"], block=16)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(OUTPUTS["input"]), OUTPUTS["v1_resnet8_block16"])
+
+
+def test_version_1_element_wise_state_dict_is_refused_by_a_version_2_element_wise_model():
+    model = mr.load(FIXTURES / "v1_resnet8_block1.safetensors")
+    state = model.state_dict()
+    today = mr.convert(mr.create_model("resnet8", num_classes=10, width=4), 0.05, seed=7,
+                       exclude=["conv1.weight", "fc.*"])
+    with pytest.raises(RuntimeError, match="wiring version 1"):
+        today.load_state_dict(state)
