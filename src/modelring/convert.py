@@ -117,7 +117,9 @@ def _version_note(theirs: dict, ours: dict) -> str:
     mine = {r.get("wiring_version") for r in ours.get("rings", [])}
     if versions == mine:
         return ""
-    return (f"; the state_dict uses wiring version {sorted(versions)} and this model {sorted(mine)}: element-wise "
+    def name(v):
+        return "/".join(map(str, sorted(v)))
+    return (f"; the state_dict uses wiring version {name(versions)} and this model {name(mine)}: the element-wise "
             "wiring (block=1) differs between them, so load the file with modelring.load(path)")
 
 
