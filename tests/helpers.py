@@ -3,26 +3,19 @@ import hashlib
 
 import torch
 
-from modelring import wiring as wr
+from modelring.diagnose import entries_and_signs
 from modelring.generate import RingSpec
 
 
 def entry_of(spec: RingSpec) -> torch.Tensor:
     """Ring entry read by every virtual weight, straight from the wiring functions."""
-    if spec.sampling == "independent":
-        return wr.independent_indices(spec.total, spec.size, spec.key(4))
-    if spec.element_wise:
-        return wr.element_positions(spec.total, spec.key(1), permute=spec.permute) % spec.size
-    sizes = [s.numel for s in spec.segments]
-    return wr.tiled_positions(sizes, spec.block, spec.key(1), permute=spec.permute) % spec.size
+    return entries_and_signs(spec)[0]
 
 
 def coefficients(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:
     """c_layer(j) * sign(j) for every virtual weight, straight from the wiring functions."""
     scale = torch.cat([torch.full((s.numel,), s.scale, dtype=dtype) for s in spec.segments])
-    if not spec.reflect:
-        return scale
-    return torch.where(wr.sign_bits(0, spec.total, spec.key(2)), -scale, scale)
+    return torch.where(entries_and_signs(spec)[1], -scale, scale)
 
 
 def dense_matrix(spec: RingSpec, dtype=torch.float64) -> torch.Tensor:

@@ -40,3 +40,30 @@ def test_shared_and_frozen_parameters_count_once():
     assert counts.free == 3 + 3 + 3 and counts.frozen == 3 and counts.dof == 4 + 6
     model(torch.randn(5, 3)).sum().backward()
     assert mr.count_params(model).wiring_bytes > 0
+
+
+import pytest  # noqa: E402
+
+HELD_CASES = {"element-wise cached": ({}, 4.0), "element-wise recompute": ({"wiring": "recompute"}, 0.0),
+              "block 16 cached": ({"block": 16}, None), "block 16 recompute": ({"block": 16, "wiring": "recompute"},
+                                                                              0.0),
+              "independent": ({"sampling": "independent"}, 8.0)}
+
+
+@pytest.mark.parametrize("case", list(HELD_CASES))
+def test_held_bytes_equal_what_a_training_step_leaves_behind(case):
+    options, per_weight = HELD_CASES[case]
+    model = mr.convert(mr.create_model("resnet20"), 0.05, **options)
+    before = mr.count_params(model).held_bytes  # known from the spec before any step
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3, 32, 32)).sum().backward()
+        opt.step()
+    counts = mr.count_params(model)
+    assert counts.held_bytes == before == counts.wiring_bytes + counts.workspace_bytes
+    if per_weight is not None:  # chunk tables (32 B per 4096 weights) on top of the 4 B of int16 tables
+        assert per_weight <= counts.held_bytes_per_virtual <= per_weight + 0.01
+    else:  # 8/16 B of int32 block tables, 4 B coefficient, 4 B flat + >= 4 B tiled workspace
+        assert counts.held_bytes_per_virtual >= 12.5
+    assert f"{counts.held_bytes_per_virtual:.2f} B per generated weight" in str(counts)

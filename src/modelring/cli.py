@@ -12,6 +12,7 @@ import torch
 from .config import load_config, parse_value
 from .convert import convert, materialize
 from .count import count_params
+from .diagnose import wiring_report
 from .io import save
 from .models import create_model, list_models
 
@@ -24,8 +25,12 @@ def cmd_list_models(args) -> int:
 def cmd_count(args) -> int:
     model = create_model(args.model, num_classes=args.num_classes)
     if args.ring_size is not None:
-        convert(model, parse_value(args.ring_size), seed=args.seed, exclude=args.exclude or None)
+        convert(model, parse_value(args.ring_size), seed=args.seed, exclude=args.exclude or None, block=args.block)
+    elif args.wiring:
+        raise ValueError("--wiring describes a ring: pass --ring-size too")
     print(count_params(model))
+    if args.wiring:
+        print("\nwiring:\n" + "\n".join(str(r) for r in wiring_report(model)))
     return 0
 
 
@@ -175,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exclude", nargs="*", help="parameter-name globs to keep free, e.g. conv1.weight 'fc.*'")
+    p.add_argument("--block", type=int, default=1, help="1: element-wise wiring (default, the paper's); >1: blocks")
+    p.add_argument("--wiring", action="store_true",
+                   help="also describe each ring's wiring: entry use, signs, adjacency, kernels sharing entries")
     p.set_defaults(func=cmd_count)
     p = sub.add_parser("demo", help="convert + count + a few training steps + checkpoint vs dense")
     p.add_argument("--model", default="resnet20")

@@ -48,7 +48,11 @@ class ParamCount:
         bytes: bytes of all parameters as stored (rings + free).
         dense_bytes: bytes the dense model's parameters would take.
         wiring_bytes: bytes of wiring held in memory now (0 in recompute mode or before the first build).
-        workspace_bytes: backward scratch kept between steps (two T-sized buffers after the first backward).
+        workspace_bytes: backward scratch held now (block layouts keep two T-sized buffers after a backward;
+            the element-wise layout keeps none).
+        held_bytes: what generation keeps between training steps, all in (wiring + every kept workspace),
+            computed from the specs: the figure to compare with the dense model's memory. See
+            ``held_bytes_per_virtual``.
         dead: ring entries that no weight reads.
     """
 
@@ -63,6 +67,7 @@ class ParamCount:
     dense_bytes: int
     wiring_bytes: int
     workspace_bytes: int
+    held_bytes: int
     dead: int
     rings: list[RingCount] = field(default_factory=list)
     layers: list[LayerCount] = field(default_factory=list)
@@ -70,6 +75,11 @@ class ParamCount:
     @property
     def dof_fraction(self) -> float:
         return self.dof / self.virtual if self.virtual else 0.0
+
+    @property
+    def held_bytes_per_virtual(self) -> float:
+        """Bytes kept between steps per generated weight (4.0 element-wise cached, 0 recompute)."""
+        return self.held_bytes / self.generated if self.generated else 0.0
 
     def table(self) -> str:
         """The per-layer table as aligned text."""
@@ -85,8 +95,8 @@ class ParamCount:
                  f"  ring {self.ring:,} + free {self.free:,}" + (f" (frozen {self.frozen:,})" if self.frozen
                                                                   else "")
                  + f"; generated {self.generated:,}; buffers {self.buffers:,}",
-                 f"  parameter bytes {self.bytes:,} vs dense {self.dense_bytes:,}; wiring in memory "
-                 f"{self.wiring_bytes:,} B, backward workspace {self.workspace_bytes:,} B"]
+                 f"  parameter bytes {self.bytes:,} vs dense {self.dense_bytes:,}; held between steps by "
+                 f"generation {self.held_bytes:,} B ({self.held_bytes_per_virtual:.2f} B per generated weight)"]
         for r in self.rings:
             lines.append(f"  {r.name}: N={r.size:,} T={r.total:,} reuse {r.reuse:.2f}"
                          + (f", {r.dead:,} dead entries (N > T)" if r.dead else ""))
@@ -114,7 +124,7 @@ def count_params(model: nn.Module) -> ParamCount:
         else:
             free += p.numel()
     frozen = free - sum(p.numel() for n, p in model.named_parameters() if n not in rings_named and p.requires_grad)
-    rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes = [], [], 0, 0, 0, 0
+    rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes, held = [], [], 0, 0, 0, 0, 0
     for i, gen in enumerate(state.generators if state else []):
         spec, elem = gen.spec, state.ring(i).element_size()
         total = spec.total
@@ -124,9 +134,10 @@ def count_params(model: nn.Module) -> ParamCount:
         generated_bytes += total * elem - spec.size * elem
         wiring_bytes += gen.wiring_bytes()
         workspace_bytes += gen.workspace_bytes()
+        held += gen.held_bytes(elem)
     buffers = sum(b.numel() for b in model.buffers())
     return ParamCount(dof=dof, ring=ring, free=free, frozen=frozen,
                       virtual=generated + free, generated=generated, buffers=buffers, bytes=nbytes,
                       dense_bytes=nbytes + generated_bytes, wiring_bytes=wiring_bytes,
-                      workspace_bytes=workspace_bytes,
+                      workspace_bytes=workspace_bytes, held_bytes=held,
                       dead=sum(r.dead for r in rings), rings=rings, layers=layers)

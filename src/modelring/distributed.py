@@ -60,9 +60,8 @@ def wiring_fingerprint(model: nn.Module, device: torch.device) -> int:
     digest = hashlib.sha256(json.dumps(state.spec(), sort_keys=True).encode() if state else b"plain")
     for i, gen in enumerate(state.generators if state else []):
         wiring = gen.wiring(device, state.ring(i).dtype)
-        for tensor in (wiring.index, wiring.inverse, wiring.coef):
-            if tensor is not None:
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        for tensor in wiring.tensors():
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest()[:8], "little") >> 1
 
 

@@ -43,11 +43,13 @@ class ElementWiring:
 
     workspace_bytes = 0  # nothing is kept between steps besides the tables
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The wiring tensors (what ranks compare); ``nbytes`` adds the lazily built chunk tables."""
+        return [self.fwd, self.inv, self.base, self.start]
+
     @property
     def nbytes(self) -> int:
-        tables = [self.fwd, self.inv, self.base, self.start]
-        if self.chunks is not None:
-            tables += [self.chunks.layer, self.chunks.offset]
+        tables = self.tensors() + ([self.chunks.layer, self.chunks.offset] if self.chunks is not None else [])
         return sum(t.numel() * t.element_size() for t in tables)
 
 

@@ -111,10 +111,13 @@ class Wiring:
     coef: torch.Tensor
     workspace: list = field(default_factory=list)  # backward scratch, allocated on first use
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The wiring tensors (what ranks compare, and what ``nbytes`` counts)."""
+        return [self.index, self.coef] + ([self.inverse] if self.inverse is not None else [])
+
     @property
     def nbytes(self) -> int:
-        tensors = [self.index, self.coef] + ([self.inverse] if self.inverse is not None else [])
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in self.tensors())
 
     @property
     def workspace_bytes(self) -> int:
@@ -295,6 +298,22 @@ class RingGenerator:
     def workspace_bytes(self) -> int:
         """Bytes of backward scratch kept between steps (cached mode)."""
         return sum(w.workspace_bytes for w in self._wiring.values())
+
+    def held_bytes(self, element_size: int = 4) -> int:
+        """Bytes this ring's generation keeps between training steps once a step has run: wiring plus every
+        kept workspace, for a ring of ``element_size``-byte floats. Computed from the spec, so it is known
+        before the first step; after one it equals ``wiring_bytes() + workspace_bytes()`` (tested)."""
+        spec = self.spec
+        if spec.wiring == "recompute":
+            return 0
+        if spec.element_wise:
+            return held_bytes(spec)
+        if spec.sampling == "independent":  # int32 index and coefficient per weight; the backward keeps nothing
+            return spec.total * (4 + element_size)
+        layout = wr.BlockLayout.of([s.numel for s in spec.segments], spec.block)
+        copies = -(-spec.total // spec.size)
+        # int32 block starts and sigma^-1, a coefficient per weight, the flat and the tiled backward workspaces
+        return 8 * layout.num_blocks + element_size * (2 * spec.total + copies * spec.size)
 
     def clear(self) -> None:
         """Forget cached weights (not the wiring)."""
