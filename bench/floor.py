@@ -1,74 +1,135 @@
-"""Benchmark: generation throughput against its physical floor, a plain copy of the same bytes.
+"""Benchmark: generation against its physical floor, a plain copy of the same bytes.
 
-For each ring size the forward (all virtual weights from the ring) and the backward (ring gradient from all
-weight gradients) are timed against ``torch.Tensor.copy_`` of T float32 values between two preallocated
-buffers, in the same process. Prints figures and writes bench/results/floor.json.
+For each case the forward (all virtual weights from the ring) and the backward (ring gradient from all weight
+gradients) are timed against ``torch.Tensor.copy_`` of T float32 values between two preallocated buffers. Copies
+and generations are interleaved and each ratio is the median of per-round ratios, so the machine's drift (the
+copy itself moves 2x on a shared host) hits both alike. Prints figures and writes bench/results/floor.json.
 
-Usage: python bench/floor.py [--threads 2] [--repeats 7]
+``--variants`` also times the ways of doing the element-wise forward gather that were tried (CIFAR ResNet-18,
+the paper's ring), each against the same copy: ``torch.index_select`` with int64 and int32 indices, one-shot over
+all layers and per layer, the plain-torch path of modelring (int16 tables decoded per layer), the compiled
+kernel, and with ``--torch-compile`` a ``torch.compile``d gather (slow to compile: ~20 s per shape).
+
+Usage: python bench/floor.py [--threads 2] [--rounds 15] [--variants] [--torch-compile]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import torch
 
 import modelring as mr
+from modelring import elementwise, kernels
 from modelring.convert import get_state
+from modelring.diagnose import entries_and_signs
 from results_io import write_result
 
+PAPER_RING = 512 * 512 * 3 * 3
 
-def _median_ms(fn, repeats: int) -> float:
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return time.perf_counter() - start
+
+
+def ratios_to_copy(functions: dict, total: int, rounds: int) -> dict:
+    """Median over rounds of time(fn) / time(copy of T float32), copies interleaved with every function."""
+    src, dst = torch.randn(total), torch.empty(total)
+    copy = lambda: dst.copy_(src)  # noqa: E731
+    for fn in functions.values():  # warm-up: wiring, allocator, kernel build
         fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    ratios, copies = {name: [] for name in functions}, []
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            before, took, after = _seconds(copy), _seconds(fn), _seconds(copy)
+            ratios[name].append(2 * took / (before + after))
+            copies.append(before)
+    out = {name: statistics.median(r) for name, r in ratios.items()}
+    out["copy_ms"] = 1e3 * statistics.median(copies)
+    return out
 
 
-def measure(model_name: str, ring_size, block: int, repeats: int) -> dict:
+def measure(model_name: str, ring_size, block: int, rounds: int) -> dict:
+    """Forward and backward of one ring's generation, as ratios to a copy of T float32 values."""
     model = mr.convert(mr.create_model(model_name), ring_size, block=block)
     state = get_state(model)
     gen, ring = state.generators[0], state.ring(0)
-    total = gen.spec.total
-    src, dst = torch.randn(total), torch.empty(total)
     grads = [torch.randn(s.shape) for s in gen.spec.segments]
 
     def forward():
         gen.clear()
         return gen.weights(ring)
 
-    def backward():
+    def forward_backward():
         ring.grad = None
         gen.clear()
         torch.autograd.backward(gen.weights(ring), grads)
 
-    copy_ms = _median_ms(lambda: dst.copy_(src), repeats)
-    fwd_ms = _median_ms(forward, repeats)
-    fwd_bwd_ms = _median_ms(backward, repeats)
-    return {"model": model_name, "virtual_weights": total, "ring": gen.spec.size, "block": block,
-            "copy_ms": copy_ms, "forward_ms": fwd_ms, "backward_ms": fwd_bwd_ms - fwd_ms,
-            "forward_over_copy": fwd_ms / copy_ms, "backward_over_copy": (fwd_bwd_ms - fwd_ms) / copy_ms,
-            "forward_gb_per_s": 4 * total / fwd_ms / 1e6}
+    r = ratios_to_copy({"forward": forward, "forward_backward": forward_backward}, gen.spec.total, rounds)
+    return {"model": model_name, "virtual_weights": gen.spec.total, "ring": gen.spec.size, "block": block,
+            "kernel": "compiled" if kernels.usable(ring) else "torch", "copy_ms": r["copy_ms"],
+            "forward_over_copy": r["forward"], "backward_over_copy": r["forward_backward"] - r["forward"],
+            "held_bytes_per_virtual": mr.count_params(model).held_bytes_per_virtual}
+
+
+def gather_variants(rounds: int, torch_compile: bool) -> dict:
+    """The element-wise forward done several ways (CIFAR ResNet-18, paper ring), as ratios to a copy."""
+    model = mr.convert(mr.create_model("cifar_resnet18"), PAPER_RING)
+    state = get_state(model)
+    gen, ring = state.generators[0], state.ring(0).detach()
+    spec, wiring = gen.spec, gen.wiring(ring.device, ring.dtype)
+    entries, negative = entries_and_signs(spec)
+    signed = torch.cat([ring, -ring])  # the sign folded into the index: entry + N for a negated weight
+    index64 = entries + spec.size * negative.long()
+    index32 = index64.int()
+    bounds = [(s.offset, s.offset + s.numel) for s in spec.segments]
+    out = torch.empty(spec.total)
+    outs = [torch.empty(s.shape) for s in spec.segments]
+    functions = {
+        "index_select_int64_one_shot": lambda: torch.index_select(signed, 0, index64, out=out),
+        "index_select_int32_one_shot": lambda: torch.index_select(signed, 0, index32, out=out),
+        "index_select_int32_per_layer": lambda: [torch.index_select(signed, 0, index32[a:b]) for a, b in bounds],
+        "modelring_torch_path_int16": lambda: elementwise._torch_forward(ring, wiring, outs),
+        "modelring_compiled_int16": lambda: kernels.forward(ring, wiring.fwd, wiring.base, wiring.bits,
+                                                            wiring.starts, outs, wiring.scales),
+    }
+    if torch_compile:
+        compiled = torch.compile(lambda table, index: table[index], dynamic=False)
+        start = time.perf_counter()
+        compiled(signed, index32)
+        functions["torch_compile_int32_one_shot"] = lambda: compiled(signed, index32)
+        compile_s = time.perf_counter() - start
+    result = ratios_to_copy(functions, spec.total, rounds)
+    if torch_compile:
+        result["torch_compile_first_call_s"] = compile_s
+    return result
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--variants", action="store_true", help="also time the gather variants (see above)")
+    parser.add_argument("--torch-compile", action="store_true", help="with --variants: a torch.compile'd gather")
     parser.add_argument("--out", default="bench/results/floor.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure("resnet20", 0.1, 16, args.repeats), measure("cifar_resnet18", 2_359_296, 16, args.repeats),
-            measure("cifar_resnet18", 2_359_296, 1, args.repeats)]
+    rows = [measure("resnet20", 0.1, 1, args.rounds), measure("cifar_resnet18", PAPER_RING, 1, args.rounds),
+            measure("cifar_resnet18", PAPER_RING, 16, args.rounds)]
     for r in rows:
-        print(f"{r['model']:>15} T={r['virtual_weights']:>10,} block {r['block']:>2}: copy {r['copy_ms']:6.2f} ms | "
-              f"forward {r['forward_ms']:7.2f} ms ({r['forward_over_copy']:.1f}x copy) | backward "
-              f"{r['backward_ms']:7.2f} ms ({r['backward_over_copy']:.1f}x copy)")
-    result = {"torch": torch.__version__, "threads": args.threads, "rows": rows}
+        print(f"{r['model']:>15} T={r['virtual_weights']:>10,} block {r['block']:>2} ({r['kernel']}): copy "
+              f"{r['copy_ms']:6.2f} ms | forward {r['forward_over_copy']:5.2f}x copy | backward "
+              f"{r['backward_over_copy']:5.2f}x copy | held {r['held_bytes_per_virtual']:.2f} B/virtual", flush=True)
+    result = {"torch": torch.__version__, "threads": args.threads, "rounds": args.rounds,
+              "kernel_env": os.environ.get("MODELRING_KERNEL", ""), "rows": rows}
+    if args.variants:
+        result["forward_variants"] = gather_variants(args.rounds, args.torch_compile)
+        for name, value in result["forward_variants"].items():
+            print(f"  forward variant {name:>32}: {value:7.2f}" + ("" if name.endswith(("_ms", "_s")) else "x copy"))
     write_result(args.out, result)
     return result
 
