@@ -4,7 +4,7 @@ Each (model, dense|rpg) runs a few SGD steps in a fresh process and reports its 
 (``ru_maxrss``); the imported libraries' baseline is measured the same way with zero steps and subtracted.
 Prints figures and writes bench/results/memory.json.
 
-Usage: python bench/memory.py [--steps 3]
+Usage: python bench/memory.py [--steps 3] [--only mlp12x1024_b16 ...]
 """
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ def peak(name: str, rpg: bool, steps: int) -> tuple[int, int, int]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="run only these case names")
     parser.add_argument("--out", default="bench/results/memory.json")
     args = parser.parse_args(argv)
     rows = {}
-    for name in ["resnet20_b128", "cifar_resnet18_b128", "mlp12x1024_b16", "transformer_b32"]:
+    for name in args.only or ["resnet20_b128", "cifar_resnet18_b128", "mlp12x1024_b16", "transformer_b32"]:
         base = peak(name, False, 0)[0]
         dense, _, dense_grad = peak(name, False, args.steps)
         rpg, rpg_grad, _ = peak(name, True, args.steps)

@@ -54,10 +54,20 @@ class ConvertedState:
         or (``detach``) the latest generation without its autograd history."""
         for i, gen in enumerate(self.generators):
             ring = self.ring(i)
+            if not detach and gen.stale(ring):
+                self.forget_weights(i)  # free the previous generation before the next one is allocated
             for tensor, owners in zip(gen.latest(ring) if detach else gen.weights(ring), self.owners[i]):
                 value = tensor.detach() if detach else tensor
                 for module, attr in owners:
                     module.__dict__[attr] = value
+
+
+    def forget_weights(self, i: int) -> None:
+        """Drop ring ``i``'s latest generation from the modules and the cache (its memory can be reused)."""
+        self.generators[i].clear()
+        for owners in self.owners[i]:
+            for module, attr in owners:
+                module.__dict__.pop(attr, None)
 
 
 class _EnterHook:
@@ -216,6 +226,7 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         specs.append(RingSpec(name=f"ring{index}", index=index, size=resolve_ring_size(size, total, elem),
                               seed=seed, segments=tuple(segments), init_std=ring_std, block=block,
                               permute=permute, reflect=reflect, sampling=sampling, wiring=wiring))
+    targets.clear()  # hold no reference to the weights being replaced (they are freed inside apply_specs)
     return apply_specs(model, specs)
 
 
@@ -438,6 +449,7 @@ def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -
             for module, name in owner_list:
                 del module._parameters[name]
         state.owners.append(owners)
+    del params, first  # the replaced weights are freed before the first generation allocates its own
     _install_hooks(model, state)
     model.__dict__[STATE_ATTR] = state
     with torch.no_grad():

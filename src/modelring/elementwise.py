@@ -60,7 +60,7 @@ class ChunkSources:
 
     layer: torch.Tensor    # int64, one per chunk
     offset: torch.Tensor   # int64, one per chunk
-    straddlers: list[int]
+    straddlers: torch.Tensor  # int64 chunk numbers
     pieces: list[tuple[int, int, int, int, int]]
 
 
@@ -71,9 +71,9 @@ def chunk_sources(starts: list[int], bits: int) -> ChunkSources:
     bounds = torch.tensor(starts, dtype=torch.int64)
     layer = torch.searchsorted(bounds, first, right=True) - 1
     last = torch.searchsorted(bounds, torch.clamp(first + width, max=total) - 1, right=True) - 1
-    straddlers = (last != layer).nonzero().flatten().tolist()
+    straddlers = (last != layer).nonzero().flatten()
     pieces = []
-    for row, q in enumerate(straddlers):
+    for row, q in enumerate(straddlers.tolist()):
         lo, hi = q * width, min(total, (q + 1) * width)
         for i in range(int(layer[q]), int(last[q]) + 1):
             a, b = max(lo, starts[i]), min(hi, starts[i + 1])
@@ -188,22 +188,21 @@ def _compiled_backward(wiring: ElementWiring, grads, size: int) -> torch.Tensor:
     straddle layers are copied, with their layers' scales, into a side buffer of a few chunks."""
     if wiring.chunks is None:
         wiring.chunks = chunk_sources(wiring.starts.tolist(), wiring.bits)
-    chunks, width = wiring.chunks, 1 << wiring.bits
+    chunks, width, scales = wiring.chunks, 1 << wiring.bits, wiring.scales.tolist()
     grads = [g.contiguous() for g in grads]
     element = grads[0].element_size()
     address = torch.tensor([g.data_ptr() for g in grads], dtype=torch.int64)[chunks.layer] + chunks.offset * element
     scale = wiring.scales[chunks.layer]
     side = torch.empty(len(chunks.straddlers), width, dtype=grads[0].dtype)
     for row, at, layer, start, length in chunks.pieces:
-        piece, c = grads[layer].view(-1)[start:start + length], wiring.scales[layer].item()
-        side[row, at:at + length] = piece if c == 1.0 else piece * c
-    if chunks.straddlers:
-        rows = torch.tensor(chunks.straddlers, dtype=torch.int64)
-        address[rows] = side.data_ptr() + torch.arange(len(rows), dtype=torch.int64) * width * element
-        scale[rows] = 1.0
+        piece = grads[layer].view(-1)[start:start + length]
+        side[row, at:at + length] = piece if scales[layer] == 1.0 else piece * scales[layer]
+    if len(chunks.straddlers):
+        address[chunks.straddlers] = side.data_ptr() + torch.arange(len(side), dtype=torch.int64) * width * element
+        scale[chunks.straddlers] = 1.0
+    slot_chunk = wiring.start >> wiring.bits
     grad_ring = torch.empty(size, dtype=grads[0].dtype)
-    kernels.backward(address[wiring.start >> wiring.bits], scale[wiring.start >> wiring.bits], wiring.inv,
-                     wiring.bits, grad_ring)
+    kernels.backward(address[slot_chunk], scale[slot_chunk], wiring.inv, wiring.bits, grad_ring)
     return grad_ring
 
 

@@ -272,13 +272,21 @@ class RingGenerator:
             self._wiring = {key: build_wiring(self.spec, device, dtype)}
         return self._wiring[key]
 
+    def _key(self, ring: torch.Tensor) -> tuple:
+        tracking = torch.is_grad_enabled() and ring.requires_grad
+        return (id(ring), ring.data_ptr(), ring._version, ring.device, ring.dtype, tracking,
+                torch.is_inference_mode_enabled())
+
+    def stale(self, ring: torch.Tensor) -> bool:
+        """Whether ``weights(ring)`` would generate anew (rather than return the cached generation)."""
+        return self._cache is None or self._key(ring) != self._cache_key or self._consumed[0]
+
     def weights(self, ring: torch.Tensor) -> list[torch.Tensor]:
         """The generated tensors, one per segment, shaped like the parameters they replace."""
-        tracking = torch.is_grad_enabled() and ring.requires_grad
-        key = (id(ring), ring.data_ptr(), ring._version, ring.device, ring.dtype, tracking,
-               torch.is_inference_mode_enabled())
-        if self._cache is not None and key == self._cache_key and not self._consumed[0]:
+        key = self._key(ring)
+        if not self.stale(ring):
             return self._cache
+        self._cache = None  # the previous generation can be freed before this one is allocated
         weights = list(generate(ring, self.spec, self.wiring(ring.device, ring.dtype)))
         self._consumed = [False]
         if weights[0].grad_fn is not None:  # backward through this node frees its graph: generate anew next time
