@@ -68,3 +68,15 @@ def test_cli_count_wiring(capsys):
     assert "blocks of 16" in out and "next weight reads next entry" in out
     assert main(["count", "resnet8", "--wiring"]) == 2
     assert wr.WIRING_VERSION == 2
+
+
+def test_readme_wiring_table_matches_the_report():
+    text = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    rows = {"`block=1` (default, the paper's)": {}, "`block=16`": {"block": 16}, "`permute=False`": {"permute": False}}
+    for label, options in rows.items():
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"| {label} |"))
+        adjacent, sharing = (float(cell) for cell in line.strip().strip("|").split("|")[1:3])
+        model = mr.convert(mr.create_model("resnet20"), 0.03, exclude=["conv1.weight", "fc.*"], **options)
+        report = mr.wiring_report(model)[0]
+        assert (report.size, report.total) == (8018, 267264)
+        assert round(report.adjacent_fraction, 3) == adjacent and round(report.kernel_sharing_fraction, 3) == sharing

@@ -71,14 +71,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, mo
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
-def test_wiring_and_generation_identical_on_cuda():
+@pytest.mark.parametrize("block", [1, 16])
+def test_wiring_and_generation_identical_on_cuda(block):
     from helpers import fingerprint, make_spec
     from modelring.generate import build_wiring, generate
 
-    spec = make_spec([[64, 32, 3, 3], [10, 64]], 5000, seed=9, scales=[0.5, 2.0])
+    spec = make_spec([[64, 32, 3, 3], [10, 64], [5000]], 5000, seed=9, scales=[0.5, 2.0, 1.0], block=block)
     cpu = build_wiring(spec, torch.device("cpu"), torch.float32)
     gpu = build_wiring(spec, torch.device("cuda"), torch.float32)
-    assert torch.equal(cpu.index, gpu.index.cpu()) and torch.equal(cpu.coef, gpu.coef.cpu())
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu.tensors(), gpu.tensors()))
     ring = torch.randn(5000)
     for a, b in zip(generate(ring, spec, cpu), generate(ring.cuda(), spec, gpu)):
         assert torch.equal(a, b.cpu())
@@ -88,4 +89,7 @@ def test_wiring_and_generation_identical_on_cuda():
         sum(w.square().sum() for w in generate(r, spec, gpu)).backward()
         grads.append(r.grad.cpu())
     assert torch.equal(grads[0], grads[1])  # deterministic backward on CUDA too
+    r = ring.clone().requires_grad_()
+    sum(w.square().sum() for w in generate(r, spec, cpu)).backward()
+    torch.testing.assert_close(grads[0], r.grad)  # squares differ in rounding only: equal up to float error
     assert fingerprint(spec)  # the CPU fingerprint helper still works beside it
