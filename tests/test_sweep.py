@@ -45,6 +45,11 @@ def test_tiny_sweep_end_to_end_and_resume(fmnist_root, tmp_path, capsys):
     assert capsys.readouterr().out.count("done before, reusing its report") == 4
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 5
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stored = next(tmp_path.glob("size=0.05_seed*")) / "config.yaml"  # a run made under an older default
+    assert "block: 1\n" in stored.read_text()
+    stored.write_text(stored.read_text().replace("block: 1\n", "block: 16\n"))
+    assert main(args) == 2
+    assert "ring.block differ" in capsys.readouterr().err
 
 
 def test_labelled_settings_name_runs_and_record_wall_time(fmnist_root, tmp_path):

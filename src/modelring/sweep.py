@@ -73,6 +73,7 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
             cfg = load_config(config, [*overrides, *items, f"train.seed={seed}", f"ring.seed={seed}",
                                        f"out.dir={folder}"])
             if (folder / "report.json").exists():
+                _check_same_config(folder, cfg)
                 report = json.loads((folder / "report.json").read_text())
                 log(f"{name}: done before, reusing its report")
             else:
@@ -84,6 +85,18 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})
             log(f"{name}: test top-1 {report['test_top1']:.4f}, DoF {report['dof']:,}")
     return rows
+
+
+def _check_same_config(folder: Path, cfg: dict) -> None:
+    """A finished run is reused only if it was trained with the config planned now: a changed default (e.g. the
+    wiring's ``ring.block``) must not mix old and new runs in one table."""
+    stored = folder / "config.yaml"
+    if stored.is_file() and load_config(stored, []) != cfg:
+        theirs = load_config(stored, [])
+        keys = sorted(f"{section}.{key}" for section in cfg for key in cfg[section]
+                      if theirs.get(section, {}).get(key) != cfg[section][key])
+        raise ValueError(f"{folder} was trained with a different config ({', '.join(keys[:5])} differ); it cannot "
+                         "be reused in this sweep: pass a new --out folder, or delete the run to retrain it")
 
 
 def fit_loglinear(dofs: list[float], accs: list[float]) -> dict:
