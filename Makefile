@@ -6,7 +6,7 @@ test:
 	$(PY) -m pytest
 bench:
 	$(PY) bench/generation.py
-	$(PY) bench/floor.py
+	$(PY) bench/floor.py --variants --torch-compile
 	$(PY) bench/memory.py
 bench-quick:
 	$(PY) bench/generation.py --quick --steps 2 --out bench/results/generation_quick.json
