@@ -25,7 +25,7 @@ from . import kernels
 from . import wiring as wr
 
 _PURPOSE_PERMUTATION, _PURPOSE_SIGNS = 1, 2
-_BATCH_CHUNKS = 256  # chunks per step while building tables: bounds the int64 temporaries (~1 M values)
+_BATCH_CHUNKS = 16  # chunks per step while building tables: bounds the int64 temporaries (64 Ki values, 0.5 MiB)
 
 
 @dataclass
