@@ -11,9 +11,9 @@ def generate_flat(ring, spec, wiring):
     return torch.cat([w.reshape(-1) for w in generate(ring, spec, wiring)])
 
 SHAPES = [[6, 4, 3, 3], [5, 7], [3, 2, 2, 2, 2], [9]]
-VARIANTS = [dict(block=1), dict(block=1, permute=False), dict(block=1, reflect=False), dict(block=1, wiring="recompute"),
-            dict(block=1, wiring_version=1), dict(block=16), dict(block=5), dict(block=16, permute=False),
-            dict(block=4, reflect=False), dict(sampling="independent"), dict(block=16, wiring="recompute")]
+VARIANTS = [dict(block=1), dict(block=1, permute=False), dict(block=1, reflect=False),
+            dict(block=1, wiring="recompute"), dict(block=1, wiring_version=1), dict(block=16), dict(block=5),
+            dict(block=16, permute=False), dict(block=4, reflect=False), dict(sampling="independent"), dict(block=16, wiring="recompute")]
 # the element-wise layout at sizes that exercise many chunks, a short last chunk, chunks straddling layers,
 # rings smaller than a chunk and rings larger than the weights
 CHUNKY = [[64, 64, 3, 3], [100, 300], [7], [3000, 3], [9000]]

@@ -19,7 +19,6 @@ from . import wiring as wr
 from .convert import get_state
 from .generate import RingSpec
 
-_PURPOSE_PERMUTATION, _PURPOSE_SIGNS, _PURPOSE_INDEPENDENT = 1, 2, 4
 _SAMPLE_KERNELS = 4096  # kernels checked per kernel size (evenly spaced): bounds time on large rings
 
 
@@ -27,14 +26,14 @@ def entries_and_signs(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The ring entry (int64) each virtual weight reads and whether it is negated (bool), from the wiring
     functions alone (not from the tables generation uses)."""
     if spec.sampling == "independent":
-        entries = wr.independent_indices(spec.total, spec.size, spec.key(_PURPOSE_INDEPENDENT))
+        entries = wr.independent_indices(spec.total, spec.size, spec.key(wr.PURPOSE_INDEPENDENT))
     elif spec.element_wise:
-        entries = wr.element_positions(spec.total, spec.key(_PURPOSE_PERMUTATION), permute=spec.permute) % spec.size
+        entries = wr.element_positions(spec.total, spec.key(wr.PURPOSE_PERMUTATION), permute=spec.permute) % spec.size
     else:
         sizes = [s.numel for s in spec.segments]
-        entries = wr.tiled_positions(sizes, spec.block, spec.key(_PURPOSE_PERMUTATION),
+        entries = wr.tiled_positions(sizes, spec.block, spec.key(wr.PURPOSE_PERMUTATION),
                                      permute=spec.permute) % spec.size
-    negative = (wr.sign_bits(0, spec.total, spec.key(_PURPOSE_SIGNS)) if spec.reflect
+    negative = (wr.sign_bits(0, spec.total, spec.key(wr.PURPOSE_SIGNS)) if spec.reflect
                 else torch.zeros(spec.total, dtype=torch.bool))
     return entries, negative
 
@@ -61,9 +60,10 @@ class RingWiringReport:
     def __str__(self) -> str:
         kernels = (f"{self.kernel_sharing_fraction:.3f} of {self.kernels_checked:,} kernels share most entries "
                    "with another kernel" if self.kernels_checked else "no conv kernels")
-        return (f"{self.name}: {self.layout}, N={self.size:,} T={self.total:,}; entry use {self.use_min}..{self.use_max}"
-                f" (even: {self.total // self.size}..{-(-self.total // self.size)}); negative {self.negative_fraction:.3f};"
-                f" next weight reads next entry {self.adjacent_fraction:.3f}; {kernels}")
+        even = f"{self.total // self.size}..{-(-self.total // self.size)}"
+        return (f"{self.name}: {self.layout}, N={self.size:,} T={self.total:,}; entry use {self.use_min}.."
+                f"{self.use_max} (even: {even}); negative {self.negative_fraction:.3f}; next weight reads next entry "
+                f"{self.adjacent_fraction:.3f}; {kernels}")
 
 
 def _layout_name(spec: RingSpec) -> str:

@@ -24,7 +24,6 @@ import torch
 from . import kernels
 from . import wiring as wr
 
-_PURPOSE_PERMUTATION, _PURPOSE_SIGNS = 1, 2
 _BATCH_CHUNKS = 16  # chunks per step while building tables: bounds the int64 temporaries (64 Ki values, 0.5 MiB)
 
 
@@ -92,7 +91,7 @@ def build_element_wiring(spec, device: torch.device) -> ElementWiring:
     bits, total = wr.TILE_BITS, spec.total
     width = 1 << bits
     full, tail = divmod(total, width)
-    key = spec.key(_PURPOSE_PERMUTATION)
+    key = spec.key(wr.PURPOSE_PERMUTATION)
     sigma = wr.chunk_slots(full, key, permute=spec.permute, device=device)
     chunks = full + (1 if tail else 0)
     base = torch.empty(chunks, dtype=torch.int64, device=device)
@@ -124,7 +123,7 @@ def build_element_wiring(spec, device: torch.device) -> ElementWiring:
 def _signs(spec, first: int, count: int, device) -> torch.Tensor:
     if not spec.reflect:
         return torch.zeros(count, dtype=torch.bool, device=device)
-    return wr.sign_bits(first, count, spec.key(_PURPOSE_SIGNS), device=device)
+    return wr.sign_bits(first, count, spec.key(wr.PURPOSE_SIGNS), device=device)
 
 
 def _decode(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Generation: turn one ring and its wiring into every virtual weight of a forward, and back.
 
 Two layouts (see ``wiring.py``). The element-wise layout (``block=1``, the default and the paper's) is generated
-in ``elementwise.py``: a fused gather through int16 tables, 8 B per virtual weight held between steps.
+in ``elementwise.py``: a fused gather through int16 tables, 4 B per virtual weight held between steps.
 
 The block layout (``block > 1``, and every version-1 spec): each layer's weight is copied block by block out of
 the ring with one ``index_select`` on a (N, block) view of overlapping windows of the ring (row s = entries
@@ -93,7 +93,6 @@ class RingSpec:
         return cls(segments=tuple(segments), **fields)
 
 
-_PURPOSE_PERMUTATION, _PURPOSE_SIGNS, _PURPOSE_INIT, _PURPOSE_INDEPENDENT = 1, 2, 3, 4
 
 
 @dataclass
@@ -131,9 +130,9 @@ def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wi
     layout = wr.BlockLayout.of([s.numel for s in spec.segments], spec.block)
     coef = _coefficients(spec, device, dtype)
     if spec.sampling == "independent":
-        index = wr.independent_indices(spec.total, spec.size, spec.key(_PURPOSE_INDEPENDENT), device=device)
+        index = wr.independent_indices(spec.total, spec.size, spec.key(wr.PURPOSE_INDEPENDENT), device=device)
         return Wiring(layout, index.to(torch.int32), None, coef)
-    sigma = wr.block_permutation(layout.num_blocks, spec.key(_PURPOSE_PERMUTATION), permute=spec.permute,
+    sigma = wr.block_permutation(layout.num_blocks, spec.key(wr.PURPOSE_PERMUTATION), permute=spec.permute,
                                  device=device)
     starts = (sigma * spec.block) % spec.size
     inverse = wr.inverse_permutation(sigma)
@@ -149,7 +148,7 @@ def _coefficients(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> t
     for seg in spec.segments:
         coef[seg.offset:seg.offset + seg.numel] = seg.scale
     if spec.reflect:
-        key = spec.key(_PURPOSE_SIGNS)
+        key = spec.key(wr.PURPOSE_SIGNS)
         for start in range(0, spec.total, _CHUNK):
             part = coef[start:start + _CHUNK]
             part[wr.sign_bits(start, part.numel(), key, device=device)] *= -1
@@ -158,7 +157,7 @@ def _coefficients(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> t
 
 def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
     """The ring's starting values: N(0, init_std^2) from the integer hash, identical on every machine."""
-    return (wr.normal_init(spec.size, spec.key(_PURPOSE_INIT)) * spec.init_std).to(device=device, dtype=dtype)
+    return (wr.normal_init(spec.size, spec.key(wr.PURPOSE_INIT)) * spec.init_std).to(device=device, dtype=dtype)
 
 
 def _ring_windows(ring: torch.Tensor, block: int) -> torch.Tensor:

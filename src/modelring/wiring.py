@@ -38,6 +38,8 @@ import torch
 
 WIRING_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
+# what a key is derived for (RingSpec.key): one number per use, so the uses never share a hash stream
+PURPOSE_PERMUTATION, PURPOSE_SIGNS, PURPOSE_INIT, PURPOSE_INDEPENDENT = 1, 2, 3, 4
 TILE_BITS = 12  # element-wise layout: 4096-weight chunks (16 KiB windows in float32; see bench/floor.py)
 
 _MASK32 = 0xFFFFFFFF
