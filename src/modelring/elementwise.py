@@ -1,6 +1,6 @@
 """Generation with the element-wise wiring (version 2, ``block=1``): the paper's per-weight permutation.
 
-The wiring is held as two int16 tables (2 bytes per virtual weight each) plus one int64 per 4096-weight chunk:
+The wiring is held as two int16 tables (2 bytes per virtual weight each) plus four int64 per 4096-weight chunk:
 ``fwd[j]`` = position of weight j inside its chunk's tile, with its sign in bit 15; ``inv[p]`` = the weight (inside
 its chunk) that lands on tiled position p, with that weight's sign. Forward: K[j] = c_layer * sign_j *
 ring[(base[j >> bits] + fwd[j]) mod N]. Backward: grad[k] = sum over copies c of sign * g[start[p >> bits] +
@@ -17,7 +17,7 @@ elsewhere (CUDA, other dtypes, no compiler) the plain-torch code below computes 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
