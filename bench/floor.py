@@ -71,7 +71,8 @@ def measure(model_name: str, ring_size, block: int, rounds: int) -> dict:
 
     r = ratios_to_copy({"forward": forward, "forward_backward": forward_backward}, gen.spec.total, rounds)
     return {"model": model_name, "virtual_weights": gen.spec.total, "ring": gen.spec.size, "block": block,
-            "kernel": "compiled" if kernels.usable(ring) else "torch", "copy_ms": r["copy_ms"],
+            "kernel": "compiled" if gen.spec.element_wise and kernels.usable(ring) else "torch",
+            "copy_ms": r["copy_ms"],
             "forward_over_copy": r["forward"], "backward_over_copy": r["forward_backward"] - r["forward"],
             "held_bytes_per_virtual": mr.count_params(model).held_bytes_per_virtual}
 

@@ -15,7 +15,7 @@ def test_quick_benchmark_writes_json(tmp_path):
     assert set(result["cases"]) == {"resnet20_b128", "mlp12x1024_b16", "transformer_b32"}
     for row in result["cases"].values():
         assert row["dense_s"] > 0 and row["rpg_s"] > 0
-        assert 4.0 <= row["held_bytes_per_virtual"] <= 4.01  # element-wise wiring, cached: two int16 tables
+        assert 4.0 <= row["held_bytes_per_virtual"] <= 4.07  # element-wise, cached: int16 tables + chunk tables
         assert row["measured_held_bytes_per_virtual"] == row["held_bytes_per_virtual"]
         assert row["checkpoint"]["within_bound"]
     assert result["recompute"]["held_bytes_per_virtual"] == 0.0
@@ -30,6 +30,7 @@ def test_floor_benchmark_writes_json(tmp_path, monkeypatch):
     result = floor.main(["--rounds", "1", "--variants", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r["block"] for r in result["rows"]] == [1, 1, 16]
-    assert all(r["forward_over_copy"] > 0 and r["kernel"] == "compiled" for r in result["rows"])
-    assert result["rows"][1]["held_bytes_per_virtual"] < 4.01 < result["rows"][2]["held_bytes_per_virtual"]
+    assert all(r["forward_over_copy"] > 0 for r in result["rows"])
+    assert [r["kernel"] for r in result["rows"]] == ["compiled", "compiled", "torch"]
+    assert result["rows"][1]["held_bytes_per_virtual"] < 4.07 < result["rows"][2]["held_bytes_per_virtual"]
     assert "modelring_compiled_int16" in result["forward_variants"]

@@ -65,10 +65,10 @@ inline void accumulate_window(const T* __restrict window, const uint16_t* __rest
 
 // One chunk (or part of one): ring entries base + offset_i, mod n
 template <typename T>
-inline void gather_chunk(const T* ring, int64_t n, int64_t base, const int16_t* fwd, int64_t count, T scale,
-                         T* out) {
+inline void gather_chunk(const T* ring, int64_t n, int64_t base, int64_t width, const int16_t* fwd, int64_t count,
+                         T scale, T* out) {
     const uint16_t* code = reinterpret_cast<const uint16_t*>(fwd);
-    if (base + 0x8000 <= n) {  // the window does not reach the end of the ring: the common case
+    if (base + width <= n) {  // the window does not reach the end of the ring: the common case
         gather_window<T>(ring + base, code, count, scale, out);
         return;
     }
@@ -95,7 +95,7 @@ void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, 
             end = end < stop ? end : stop;
             T* out = reinterpret_cast<T*>(outs[layer]) + (j - starts[layer]);
             if (end < total && base[end >> bits] + width <= n) prefetch_window(ring + base[end >> bits], width);
-            gather_chunk<T>(ring, n, base[j >> bits], fwd + j, end - j, static_cast<T>(scales[layer]), out);
+            gather_chunk<T>(ring, n, base[j >> bits], width, fwd + j, end - j, static_cast<T>(scales[layer]), out);
             j = end;
         }
     }

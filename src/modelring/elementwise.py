@@ -1,11 +1,11 @@
 """Generation with the element-wise wiring (version 2, ``block=1``): the paper's per-weight permutation.
 
-The wiring is held as two int16 tables (2 bytes per virtual weight each) plus four int64 per 4096-weight chunk:
+The wiring is held as two int16 tables (2 bytes per virtual weight each) plus four int64 per 512-weight chunk:
 ``fwd[j]`` = position of weight j inside its chunk's tile, with its sign in bit 15; ``inv[p]`` = the weight (inside
 its chunk) that lands on tiled position p, with that weight's sign. Forward: K[j] = c_layer * sign_j *
 ring[(base[j >> bits] + fwd[j]) mod N]. Backward: grad[k] = sum over copies c of sign * g[start[p >> bits] +
 inv[p]] with p = c*N + k, summed in ascending c: a gather in both directions, no atomics, so gradients are bitwise
-identical run to run and for any thread count. The compiled backward reads each 4096-weight chunk's gradient
+identical run to run and for any thread count. The compiled backward reads each 512-weight chunk's gradient
 where autograd left it (only the few chunks that straddle two layers are copied), so nothing T-sized is
 allocated or kept: 4 B per virtual weight are held between steps in cached mode, none in recompute mode.
 
