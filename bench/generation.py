@@ -1,6 +1,7 @@
 """Benchmark: training-step time RPG/dense, wiring bytes, checkpoint bytes. Prints figures, writes JSON.
 
-Usage: python bench/generation.py [--quick] [--threads 2] [--block 1] [--out bench/results/generation.json]
+Usage: python bench/generation.py [--quick] [--threads 2] [--block 1] [--repeat 1] [--only CASE ...]
+       [--out bench/results/generation.json]
 
 Dense and RPG steps are interleaved (dense, rpg, dense, rpg, ...) so machine noise hits both alike; the
 reported time is the median over steps after warm-up. A step = zero_grad + forward + loss + backward + SGD
@@ -119,17 +120,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 8, quick 3)")
     parser.add_argument("--block", type=int, default=1, help="convert(block=...): 1 element-wise (default), >1 blocks")
     parser.add_argument("--only", nargs="*", help="run only these case names")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="independent step-time measurements per case (fresh models each); the ratio reported "
+                             "is their median, every run is kept in ratio_runs")
     parser.add_argument("--out", default="bench/results/generation.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps = args.steps or (3 if args.quick else 8)
     options = {"block": args.block}
     result = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
-              "processor": platform.processor(), "block": args.block, "steps": steps, "cases": {}}
+              "processor": platform.processor(), "block": args.block, "steps": steps, "repeat": args.repeat,
+              "cases": {}}
     for case in cases(args.quick):
         if args.only and case["name"] not in args.only:
             continue
-        row = step_times(case, steps, options)
+        runs = [step_times(case, steps, options) for _ in range(args.repeat)]
+        row = dict(runs[0], ratio_runs=[r["ratio"] for r in runs],
+                   **{k: statistics.median(r[k] for r in runs) for k in ("ratio", "dense_s", "rpg_s")})
         row["checkpoint"] = checkpoint_bytes(case, options)
         result["cases"][case["name"]] = row
         print(f"{case['name']:>22}: step dense {row['dense_s']*1e3:8.1f} ms  rpg {row['rpg_s']*1e3:8.1f} ms  "

@@ -27,10 +27,10 @@ def test_floor_benchmark_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(floor, "PAPER_RING", 20_000)
     monkeypatch.setattr(floor.mr, "create_model", lambda name: floor.mr.models.create_model("resnet20"))
     out = tmp_path / "floor.json"
-    result = floor.main(["--rounds", "1", "--variants", "--out", str(out)])
+    result = floor.main(["--rounds", "1", "--repeat", "2", "--variants", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r["block"] for r in result["rows"]] == [1, 1, 16]
-    assert all(r["forward_over_copy"] > 0 for r in result["rows"])
+    assert all(r["forward_over_copy"] > 0 and len(r["backward_over_copy_runs"]) == 2 for r in result["rows"])
     assert [r["kernel"] for r in result["rows"]] == ["compiled", "compiled", "torch"]
     assert result["rows"][1]["held_bytes_per_virtual"] < 4.07 < result["rows"][2]["held_bytes_per_virtual"]
     assert "modelring_compiled_int16" in result["forward_variants"]
