@@ -1,10 +1,13 @@
 """The compiled element-wise gather (``_gather.cpp``), built on first use and called through ctypes.
 
-Why a kernel of our own: on CPU, ``torch.index_select`` of a 1-D tensor runs on one thread and costs a few
-nanoseconds per element even for local indices (measured on CIFAR ResNet-18, T = 11.16 M, 2 threads: 6.3x a
-``copy_`` with tile-local indices, 17x with random ones; ``gather``/``take``/advanced indexing 40-60x; a
-``torch.compile``d gather 12.5x plus a 22 s compile per shape). One fused OpenMP loop that decodes the int16 wiring,
-gathers, applies the sign and the layer scale and writes each layer's tensor does the whole generation in one pass.
+Why a kernel of our own (``bench/floor.py --variants``, CIFAR ResNet-18, T = 11.16 M, 2 threads, forward as a
+multiple of a ``copy_`` of T float32): on CPU ``torch.index_select`` of a 1-D tensor runs on one thread and costs
+several nanoseconds per element; with the sign folded into the index it took 10.1x (int64 indices), 10.1x (int32),
+10.6x (int32, per layer); ``gather``/``take``/advanced indexing were 40-60x in earlier measurements; a
+``torch.compile``d gather 9.6x plus a compile per shape (1-22 s); the plain-torch int16 path of ``elementwise.py``
+50x. One fused OpenMP loop that decodes the int16 wiring, gathers inside a 2 KiB window, applies the sign and the
+layer scale and writes each layer's tensor: 2.0x. int16 tables beat int32/int64 indices because they halve or
+quarter the bytes read per weight; one pass over all layers beats per-layer calls.
 
 The source has no torch headers, so it compiles in about a second with the system's C++ compiler
 (``-march=native``: without AVX2 the gathers do not vectorise and take twice as long). The shared object is
