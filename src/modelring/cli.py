@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     from .train import run
 
     cfg = load_config(args.config, args.overrides)
-    run(cfg, resume=args.resume)
+    run(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML recipe (see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides: section.key=value")
     p.add_argument("--resume", action="store_true", help="continue from out.dir/last.pt (same config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in out.dir and start again (without it, such a folder is refused)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("sweep", help="train a recipe over a grid of overrides and seeds, with a DoF fit",
                        description="Train CONFIG for every combination of --grid values and every seed (runs that "

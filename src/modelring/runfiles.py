@@ -1,12 +1,19 @@
-"""Files of a training run: the resumable checkpoint (``last.pt``) and the per-epoch metrics logs.
+"""Files of a training run: the run folder and its lock, the resumable checkpoint (``last.pt``) and the
+per-epoch metrics logs.
 
 ``last.pt`` is written atomically and read with ``torch.load(weights_only=True)``: it holds only tensors and
-plain values, so reading it can never execute code.
+plain values, so reading it can never execute code. A run folder that already holds a run is never written
+into unless the caller asked to resume it or to overwrite it; one writer at a time holds its lock.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import shutil
+import socket
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,11 +23,97 @@ from .count import count_params
 from .io import save, write_atomic
 
 
+RUN_FILES = ("config.yaml", "last.pt", "metrics.csv", "metrics.jsonl", "best.safetensors", "model.safetensors",
+             "report.json", "tensorboard")
+LOCK = ".modelring.lock"
+
+
+@contextlib.contextmanager
+def run_folder(out: Path, *, resume: bool, overwrite: bool, log=print):
+    """Own ``out`` for one training run: refuse a folder that holds a run unless resuming or overwriting it,
+    take its lock (clearing a lock whose process is gone), remove temp files of killed writes, and release the
+    lock at the end, whatever happens."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in out.dir and --overwrite deletes it: pass one of them")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out.dir {out} is a file, not a folder; pass a folder for the run's files")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not (resume or overwrite):
+        raise ValueError(f"{out} already holds a run ({', '.join(found[:4])}); pass --resume to continue it, "
+                         "--overwrite to delete it and start again, or another out.dir")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _take_lock(out, log)
+    try:
+        for leftover in out.glob(".*.tmp"):  # written by a process killed before its rename
+            leftover.unlink(missing_ok=True)
+        if overwrite and found:
+            for name in found:
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            log(f"deleted the previous run in {out} (--overwrite)")
+        yield out
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take_lock(out: Path, log) -> Path:
+    lock = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None:
+                raise ValueError(f"{out} is in use by another training (pid {owner[1]} on {owner[0]}); wait for it "
+                                 f"to finish, or delete {lock} if that process is gone") from None
+            log(f"cleared a stale lock in {out} (its process is gone)")
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return lock
+    raise ValueError(f"could not take the lock {lock}; delete it if no training is running")
+
+
+def _lock_owner(lock: Path) -> tuple[str, int] | None:
+    """(host, pid) of a live lock holder; None when the lock is stale (dead process) or unreadable."""
+    try:
+        host, pid = lock.read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return host, pid  # cannot check another machine's processes: assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return host, pid
+
+
+def check_finite_state(model, what: str) -> None:
+    """Refuse to write ``what`` from a model with NaN/Inf parameters or buffers (the previous file is kept)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise FloatingPointError(f"{name} holds NaN or Inf values; {what} was not written, the previous one "
+                                     "is kept (lower train.lr, or enable gradient clipping)")
+
+
+def save_best(model, out: Path) -> None:
+    """Write ``out/best.safetensors`` (never from a model holding NaN/Inf)."""
+    check_finite_state(model, "best.safetensors")
+    save(model, out / "best.safetensors")
+
+
 def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
     """Everything needed to continue training, written atomically; read with weights_only=True.
 
     ``best`` is the task's selection metric (top-1, PCKh, ...); it is stored as ``best_top1`` for all tasks.
+    A model holding NaN/Inf is refused: the previous ``last.pt`` stays the last good one.
     """
+    check_finite_state(model, path.name)
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best, "config": cfg,
              "torch_rng": torch.get_rng_state()}
@@ -61,6 +154,7 @@ def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, 
 
 def save_final_model(model, out: Path) -> tuple[int, int]:
     """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
+    check_finite_state(model, "model.safetensors")
     checkpoint = save(model, out / "model.safetensors").stat().st_size
     dense_path = out / ".dense_size_check.safetensors"
     dense = save(materialize(model) if count_params(model).ring else model, dense_path).stat().st_size
@@ -97,7 +191,14 @@ class MetricsLog:
         """Drop rows after ``epoch`` (written by a run killed before its checkpoint); files replaced atomically."""
         if not self.jsonl.exists():
             return
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(self.jsonl.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a write torn by a kill or a full disk: the checkpoint decides
+                warnings.warn(f"{self.jsonl}: skipped unreadable line {number} (a torn write)", RuntimeWarning)
         rows = [r for r in rows if r["epoch"] <= epoch]
         lines = [",".join(self.FIELDS)] + [",".join(str(r[k]) for k in self.FIELDS) for r in rows]
         write_atomic(self.csv, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

@@ -79,7 +79,7 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
             else:
                 log(f"{name}: training")
                 started = time.perf_counter()
-                report = run(cfg, log=lambda *a: None)
+                report = run(cfg, resume=True, log=lambda *a: None)  # a killed run continues from its last.pt
                 report["wall_s"] = round(time.perf_counter() - started, 1)  # kept so resumed sweeps can sum it
                 write_atomic(folder / "report.json", lambda t: Path(t).write_text(json.dumps(report, indent=1)))
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})

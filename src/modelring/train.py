@@ -16,6 +16,7 @@ import importlib
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from .convert import convert, ring_names, rings_per_stage
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
 from .count import count_params
-from .io import save, write_atomic
-from .runfiles import MetricsLog, restore, save_checkpoint, save_final_model
+from .io import write_atomic
+from .runfiles import MetricsLog, restore, run_folder, save_best, save_checkpoint, save_final_model
 from .models import create_model
 from .prune import MagnitudePruner
 from .wiring import derive_key
@@ -297,21 +298,34 @@ def make_loader(dataset: AugmentedDataset, batch_size: int, *, shuffle_key: int 
                       num_workers=0, drop_last=False)
 
 
-def run(cfg: dict, *, resume: bool = False, log=print) -> dict:
+def run(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
     """Train and evaluate as ``cfg`` says; returns the final report (also written to ``report.json``).
 
+    A run folder (``out.dir``) that already holds a run is refused unless ``resume`` (continue from its
+    ``last.pt``) or ``overwrite`` (delete it first); one training at a time holds its lock.
     Under ``torchrun`` (WORLD_SIZE > 1) every rank trains its shard of each batch sequence with DDP; rank 0
     alone logs and writes files, and only rank 0 returns the report.
     """
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
+    check_finite_values(cfg)
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     d = setup(tc["device"])
     log = log if d.main else (lambda *a: None)
     try:
-        return task_runner(cfg["task"]["name"])(cfg, tc, out, d, resume, log)
+        folder = run_folder(out, resume=resume, overwrite=overwrite, log=log) if d.main else nullcontext(out)
+        with folder:
+            return task_runner(cfg["task"]["name"])(cfg, tc, out, d, resume, log)
     finally:
         cleanup(d)
+
+
+def check_finite_values(cfg: dict) -> None:
+    """Refuse NaN/Inf anywhere in the config before anything runs (a NaN lr trains nothing and says nothing)."""
+    bad = [f"{section}.{key}={value}" for section, values in cfg.items() if isinstance(values, dict)
+           for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
 
 
 # task name -> (training loop, evaluator); imported lazily so a task's dependencies stay its own
@@ -393,7 +407,7 @@ def _run(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         if d.main:
             metrics.write(row)
             if test["top1"] > best:
-                save(model, out / "best.safetensors")
+                save_best(model, out)
             save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, test["top1"]), cfg)
         best = max(best, test["top1"])
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} acc {stats['top1']:.4f} | "

@@ -24,9 +24,9 @@ from ...config import dump_config
 from ...count import count_params
 from ...data.s2d3ds import CLASSES, IGNORE_INDEX, s2d3ds_splits
 from ...distributed import Dist, all_sum, check_same_wiring
-from ...io import save, write_atomic
+from ...io import write_atomic
 from ...models import create_model
-from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
+from ...runfiles import MetricsLog, restore, save_best, save_checkpoint, save_final_model
 from ...train import _autocast, apply_ring, build_optimizer, check_finite, make_loader
 from ...wiring import derive_key
 from .metrics import DenseMetrics
@@ -214,7 +214,7 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
         if d.main:
             metrics.write(row)
             if score > best:
-                save(model, out / "best.safetensors")
+                save_best(model, out)
             save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, score), cfg)
         best = max(best, score)
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} (depth {stats['depth']:.3f} "

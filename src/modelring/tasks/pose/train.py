@@ -27,9 +27,9 @@ from ...config import dump_config
 from ...count import count_params
 from ...data.mpii import JOINT_NAMES, NUM_JOINTS, MPIIDataset
 from ...distributed import Dist, all_sum, check_same_wiring
-from ...io import save, write_atomic
+from ...io import write_atomic
 from ...models import create_model
-from ...runfiles import MetricsLog, restore, save_checkpoint, save_final_model
+from ...runfiles import MetricsLog, restore, save_best, save_checkpoint, save_final_model
 from ...train import _to, apply_ring, build_optimizer, check_finite, make_loader
 from ...wiring import derive_key
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
@@ -171,7 +171,7 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
         if d.main:
             metrics.write(row)
             if row["test_pckh"] > best:
-                save(model, out / "best.safetensors")
+                save_best(model, out)
             save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, row["test_pckh"]), cfg)
         best = max(best, row["test_pckh"])
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.5f} | test loss {test_loss:.5f} "
