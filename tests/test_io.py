@@ -190,3 +190,10 @@ def test_tampered_spec_is_a_clear_error(tmp_path):
     save_file(tensors, str(path), metadata={**meta, "spec": json.dumps({"rings": [{"wiring_version": 99}]})})
     with pytest.raises(ValueError, match="wiring version 99"):
         mr.load(path)
+
+
+def test_saved_size_equals_the_written_file_without_writing(tmp_path):
+    model = mr.convert(mr.create_model("resnet8", width=4), 0.05)
+    assert mr.io.saved_size(model) == mr.save(model, tmp_path / "m.safetensors").stat().st_size
+    dense = mr.materialize(model)
+    assert mr.io.saved_size(dense) == mr.save(dense, tmp_path / "d.safetensors").stat().st_size

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 from torch import nn
 
@@ -35,6 +36,19 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
+    tensors, meta = _file_contents(model, metadata)
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None) -> int:
+    """Bytes ``save(model, path)`` would write, computed in memory (nothing touches the disk)."""
+    tensors, meta = _file_contents(model, metadata)
+    return len(save_bytes(tensors, metadata=meta))
+
+
+def _file_contents(model: nn.Module, metadata: dict[str, str] | None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the metadata of a model file."""
     state_dict = model.state_dict()
     spec = state_dict.pop(SPEC_KEY, None)
     tensors, aliases = _dedupe_shared(state_dict)
@@ -43,8 +57,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
             "model": json.dumps(getattr(model, "modelring_model_spec", None), sort_keys=True),
             "aliases": json.dumps(aliases, sort_keys=True)}
     meta.update(metadata or {})
-    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
-    return path
+    return tensors, meta
 
 
 def _dedupe_shared(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -20,7 +20,7 @@ import torch
 
 from .convert import materialize
 from .count import count_params
-from .io import save, write_atomic
+from .io import save, saved_size, write_atomic
 
 
 RUN_FILES = ("config.yaml", "last.pt", "metrics.csv", "metrics.jsonl", "best.safetensors", "model.safetensors",
@@ -156,10 +156,7 @@ def save_final_model(model, out: Path) -> tuple[int, int]:
     """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
     check_finite_state(model, "model.safetensors")
     checkpoint = save(model, out / "model.safetensors").stat().st_size
-    dense_path = out / ".dense_size_check.safetensors"
-    dense = save(materialize(model) if count_params(model).ring else model, dense_path).stat().st_size
-    dense_path.unlink()
-    return checkpoint, dense
+    return checkpoint, saved_size(materialize(model) if count_params(model).ring else model)
 
 
 def check_resume_config(saved: dict, cfg: dict) -> None:
