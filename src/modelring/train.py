@@ -307,7 +307,7 @@ def run(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     alone logs and writes files, and only rank 0 returns the report.
     """
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
-    check_finite_values(cfg)
+    check_run_values(cfg)
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     d = setup(tc["device"])
@@ -320,12 +320,17 @@ def run(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
         cleanup(d)
 
 
-def check_finite_values(cfg: dict) -> None:
-    """Refuse NaN/Inf anywhere in the config before anything runs (a NaN lr trains nothing and says nothing)."""
+def check_run_values(cfg: dict) -> None:
+    """Refuse, before anything runs, NaN/Inf anywhere in the config (a NaN lr trains nothing and says nothing)
+    and data limits that would leave a split empty or silently cut it (``data.test_limit=-1``)."""
     bad = [f"{section}.{key}={value}" for section, values in cfg.items() if isinstance(values, dict)
            for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
     if bad:
         raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
+    for key in ("train_limit", "test_limit"):
+        limit = cfg["data"][key]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"data.{key} must be a positive number of samples or null (all), got {limit!r}")
 
 
 # task name -> (training loop, evaluator); imported lazily so a task's dependencies stay its own
