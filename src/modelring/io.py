@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import write_atomic
 from .convert import RING_PREFIX, SPEC_KEY, apply_specs, decode_spec, encode_spec, get_state
 from .generate import RingSpec
 
@@ -75,20 +75,6 @@ def _dedupe_shared(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str,
             seen[key] = name
         tensors[name] = t.detach().cpu().contiguous().clone()
     return tensors, aliases
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename onto ``path``; nothing is left behind on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -25,7 +25,7 @@ consecutive weights (the last chunk may be shorter). A keyed bijection sigma put
 sigma(q) of the tiled ring (positions sigma(q)*B .. sigma(q)*B + B - 1), the short last chunk on the last
 positions, and inside its tile every chunk is permuted element by element by its own keyed bijection rho_q
 (a Feistel network on B = 2**bits values needs no cycle walking). pi is again a bijection on [0, T): the same even
-sampling, and no two neighbouring weights read neighbouring entries. Only the distance of the reads is bounded:
+sampling, and neighbouring weights read neighbouring entries only by chance (about 1/B). Only the distance of the reads is bounded:
 a chunk's reads stay inside one B-entry window, which keeps generation a cache-resident gather in both directions
 (forward: ring -> weights; backward: weights -> ring, through the inverse). Signs are per weight, as in version 1.
 """
@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .keys import derive_key, hash32
+
 WIRING_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 # what a key is derived for (RingSpec.key): one number per use, so the uses never share a hash stream
@@ -44,47 +46,7 @@ PURPOSE_PERMUTATION, PURPOSE_SIGNS, PURPOSE_INIT, PURPOSE_INDEPENDENT = 1, 2, 3,
 # interleaved with copies): 9 bits ~5-10% faster than 10, 20-30% faster than 12 or 13 in both directions
 TILE_BITS = 9
 
-_MASK32 = 0xFFFFFFFF
-_MUL_A = 0x7FEB352D  # lowbias32 constants (Chris Wellons' hash-prospector), good avalanche for 32-bit words
-_MUL_B = 0x846CA68B
 _FEISTEL_ROUNDS = 4
-
-
-def _mul32(x, constant: int):
-    """(x * constant) mod 2**32 for 0 <= x < 2**32, with every intermediate below 2**49 (no int64 overflow)."""
-    low = x * (constant & 0xFFFF)
-    high = ((x * (constant >> 16)) & 0xFFFF) << 16
-    return (low + high) & _MASK32
-
-
-def hash32(x):
-    """A 32-bit integer hash (lowbias32) of x in [0, 2**32); works on Python ints and int64 tensors alike."""
-    x = x & _MASK32
-    x = x ^ (x >> 16)
-    x = _mul32(x, _MUL_A)
-    x = x ^ (x >> 15)
-    x = _mul32(x, _MUL_B)
-    return x ^ (x >> 16)
-
-
-def derive_key(*words: int) -> int:
-    """Fold integers (seed, ring index, purpose, ...) into one 32-bit key, order-sensitive."""
-    key = 0x9E3779B9
-    for word in words:
-        if word < 0:
-            raise ValueError(f"wiring key words must be non-negative integers, got {word}")
-        for chunk in _split32(int(word)):
-            key = hash32(key ^ chunk)
-    return key
-
-
-def _split32(word: int) -> list[int]:
-    chunks = [word & _MASK32]
-    word >>= 32
-    while word:
-        chunks.append(word & _MASK32)
-        word >>= 32
-    return chunks
 
 
 def _feistel(x: torch.Tensor, bits: int, round_keys: list[int]) -> torch.Tensor:

@@ -32,7 +32,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     Returns:
         The path written.
     """
-    from ..io import write_atomic
+    from ..atomic import write_atomic
 
     path, array = Path(path), np.asarray(array)
     if array.dtype.newbyteorder("=") not in _CODES:

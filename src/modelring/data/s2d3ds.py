@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..wiring import derive_key
+from ..keys import derive_key
 
 CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
            "board", "clutter")
