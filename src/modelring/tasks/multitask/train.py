@@ -221,14 +221,15 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
             f"normal {stats['normal']:.3f} seg {stats['semantic']:.3f}) | test depth RMSE {test['depth_rmse']:.3f} m, "
             f"normal {test['normal_angle']:.1f} deg, mIoU {test['miou']:.3f} | {stats['images_per_s']:.0f} img/s, "
             f"{row['epoch_s']:.0f} s")
-    return final_report(model, cfg, out, test_loader, time.perf_counter() - started_run, log) if d.main else {}
+    test = evaluate(model, test_loader, cfg, device, d)  # every rank: its shard, summed over the ranks
+    return final_report(model, cfg, out, test, time.perf_counter() - started_run, log) if d.main else {}
 
 
-def final_report(model: nn.Module, cfg: dict, out: Path, test_loader, seconds: float, log=print) -> dict:
-    """Final test metrics, DoF vs dense, checkpoint bytes vs dense; written to ``report.json``."""
+def final_report(model: nn.Module, cfg: dict, out: Path, test: dict, seconds: float, log=print) -> dict:
+    """Final test metrics (of the whole test split), DoF vs dense, checkpoint bytes vs dense; written to
+    ``report.json``."""
     checkpoint_bytes, dense_bytes = save_final_model(model, out)
     counts = count_params(model)
-    test = evaluate(model, test_loader, cfg, torch.device(cfg["train"]["device"]))
     report = {**{f"test_{k}": v for k, v in test.items() if k != "count"}, "test_images": test["count"],
               "dof": counts.dof, "ring": counts.ring, "free": counts.free, "dense_params": counts.virtual,
               "dof_fraction": counts.dof_fraction, "checkpoint_bytes": checkpoint_bytes,
