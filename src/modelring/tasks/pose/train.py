@@ -116,8 +116,8 @@ def evaluate_loader(model: nn.Module, loader, cfg: dict, device, d: Dist = Dist(
     return totals[0] / max(totals[1], 1), meter
 
 
-def train_one_epoch(net: nn.Module, loader, opt, sched, epoch: int, cfg: dict, device) -> dict:
-    """One pass over the training batches; mean loss and images per second (this rank)."""
+def train_one_epoch(net: nn.Module, loader, opt, sched, epoch: int, cfg: dict, device, d: Dist = Dist()) -> dict:
+    """One pass over the training batches; mean loss over all ranks, images per second of this rank."""
     net.train()
     started, loss_sum, count = time.perf_counter(), 0.0, 0
     for images, target, weight, _ in loader:
@@ -129,7 +129,9 @@ def train_one_epoch(net: nn.Module, loader, opt, sched, epoch: int, cfg: dict, d
         opt.step()
         sched.step()
         loss_sum, count = loss_sum + loss.item() * len(images), count + len(images)
-    return {"loss": loss_sum / max(count, 1), "images_per_s": count / (time.perf_counter() - started)}
+    seconds = time.perf_counter() - started
+    total_loss, total_count = all_sum([loss_sum, count], d)
+    return {"loss": total_loss / max(total_count, 1), "images_per_s": count / seconds}
 
 
 def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict:
@@ -163,7 +165,7 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
         started = time.perf_counter()
         train_ds.epoch = epoch
         loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
-        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device)
+        stats = train_one_epoch(net, loader, opt, sched, epoch, cfg, device, d)
         test_loss, meter = evaluate_loader(model, test_loader, cfg, device, d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats["loss"],
                "test_loss": test_loss, "test_pckh": meter.mean("pckh"), "test_pck": meter.mean("pck"),
