@@ -61,7 +61,6 @@ class ConvertedState:
                 for module, attr in owners:
                     module.__dict__[attr] = value
 
-
     def forget_weights(self, i: int) -> None:
         """Drop ring ``i``'s latest generation from the modules and the cache (its memory can be reused)."""
         self.generators[i].clear()
@@ -123,13 +122,12 @@ class _SpecLoadHook:
 
 
 def _version_note(theirs: dict, ours: dict) -> str:
-    versions = {r.get("wiring_version") for r in theirs.get("rings", [])}
-    mine = {r.get("wiring_version") for r in ours.get("rings", [])}
-    if versions == mine:
+    """A hint for the error message when the two specs were written with different wiring versions."""
+    versions = ["/".join(sorted({str(r.get("wiring_version")) for r in spec.get("rings", [])}))
+                for spec in (theirs, ours)]
+    if versions[0] == versions[1]:
         return ""
-    def name(v):
-        return "/".join(map(str, sorted(v)))
-    return (f"; the state_dict uses wiring version {name(versions)} and this model {name(mine)}: the element-wise "
+    return (f"; the state_dict uses wiring version {versions[0]} and this model {versions[1]}: the element-wise "
             "wiring (block=1) differs between them, so load the file with modelring.load(path)")
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def run_folder(out: Path, *, resume: bool, overwrite: bool, log=print):
         if overwrite and found:
             for name in found:
                 path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             log(f"deleted the previous run in {out} (--overwrite)")
         yield out
     finally:
@@ -76,12 +80,17 @@ def _take_lock(out: Path, log) -> Path:
 
 
 def _lock_owner(lock: Path) -> tuple[str, int] | None:
-    """(host, pid) of a live lock holder; None when the lock is stale (dead process) or unreadable."""
+    """(host, pid) of a live lock holder; None when the lock is stale (dead process, or unreadable and older
+    than a few seconds: a lock is created empty and gets its owner a moment later)."""
     try:
         host, pid = lock.read_text().split()
         pid = int(pid)
     except (OSError, ValueError):
-        return None
+        try:
+            young = time.time() - lock.stat().st_mtime < 5
+        except OSError:
+            young = False
+        return ("?", 0) if young else None
     if host != socket.gethostname():
         return host, pid  # cannot check another machine's processes: assume alive
     try:
