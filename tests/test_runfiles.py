@@ -106,3 +106,20 @@ def test_metrics_log_keeps_rows_up_to_the_checkpoint(tmp_path):
         log.write({k: epoch for k in MetricsLog.FIELDS})
     log.keep_until(2)
     assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_checkpoints_name_their_selection_metric_and_older_ones_still_restore(tmp_path):
+    from modelring.runfiles import load_checkpoint, restore
+
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    save_checkpoint(tmp_path / "last.pt", model, opt, sched, scaler, 3, -0.25, {}, selection="-test_depth_rmse")
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["best"], state["selection"]) == (-0.25, "-test_depth_rmse")
+    assert restore(tmp_path, True, {}, model, opt, sched, scaler, lambda *a: None, best=-1.0) == (4, -0.25)
+    state["best_top1"] = state.pop("best")  # the layout written before the selection metric had a name
+    del state["selection"]
+    torch.save(state, tmp_path / "last.pt")
+    assert restore(tmp_path, True, {}, model, opt, sched, scaler, lambda *a: None, best=-1.0) == (4, -0.25)

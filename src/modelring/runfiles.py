@@ -116,15 +116,17 @@ def save_best(model, out: Path) -> None:
     save(model, out / "best.safetensors")
 
 
-def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict) -> None:
+def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: float, cfg: dict, *,
+                    selection: str = "test_top1") -> None:
     """Everything needed to continue training, written atomically; read with weights_only=True.
 
-    ``best`` is the task's selection metric (top-1, PCKh, ...); it is stored as ``best_top1`` for all tasks.
+    ``best`` is the best value so far of the task's selection metric, named by ``selection`` (``test_top1``,
+    ``test_pckh``, ``-test_depth_rmse`` for a lower-is-better metric, ...).
     A model holding NaN/Inf is refused: the previous ``last.pt`` stays the last good one.
     """
     check_finite_state(model, path.name)
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best, "config": cfg,
+             "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "selection": selection, "config": cfg,
              "torch_rng": torch.get_rng_state()}
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
@@ -158,7 +160,7 @@ def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, 
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
     log(f"resumed from {path} after epoch {state['epoch'] + 1}")
-    return state["epoch"] + 1, state["best_top1"]
+    return state["epoch"] + 1, state["best"] if "best" in state else state["best_top1"]  # older files: best_top1
 
 
 def save_final_model(model, out: Path) -> tuple[int, int]:

@@ -215,7 +215,8 @@ def run_multitask(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) ->
             metrics.write(row)
             if score > best:
                 save_best(model, out)
-            save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, score), cfg)
+            save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, score), cfg,
+                            selection=("" if SELECT[mc["select"]] > 0 else "-") + f"test_{mc['select']}")
         best = max(best, score)
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} (depth {stats['depth']:.3f} "
             f"normal {stats['normal']:.3f} seg {stats['semantic']:.3f}) | test depth RMSE {test['depth_rmse']:.3f} m, "

@@ -174,7 +174,8 @@ def run_pose(cfg: dict, tc: dict, out: Path, d: Dist, resume: bool, log) -> dict
             metrics.write(row)
             if row["test_pckh"] > best:
                 save_best(model, out)
-            save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, row["test_pckh"]), cfg)
+            save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, row["test_pckh"]), cfg,
+                            selection="test_pckh")
         best = max(best, row["test_pckh"])
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.5f} | test loss {test_loss:.5f} "
             f"PCKh@{meter.threshold} {row['test_pckh']:.4f} PCK {row['test_pck']:.4f} | "
