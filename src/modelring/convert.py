@@ -13,11 +13,13 @@ import copy
 import json
 import math
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch import nn
 
 from .generate import SAMPLINGS, WIRING_MODES, RingGenerator, RingSpec, Segment, initial_ring
@@ -244,6 +246,11 @@ def _check_options(*, seed, sampling, wiring, block, scale) -> None:
 
 def select_targets(model: nn.Module, *, include=None, exclude=None) -> dict[str, tuple[torch.Tensor, nn.Module]]:
     """Parameters to generate, by name (first name of a shared parameter): name -> (parameter, owner)."""
+    for label, value in (("include", include), ("exclude", exclude)):
+        if isinstance(value, (str, type)):  # a bare "fc.*" would be read as the patterns "f", "c", ".", "*"
+            shown = repr(value) if isinstance(value, str) else value.__name__
+            raise TypeError(f"{label} must be a list of module types and/or name globs, got {value!r}; "
+                            f"write {label}=[{shown}]")
     include = DEFAULT_TYPES if include is None else tuple(include)
     exclude = () if exclude is None else tuple(exclude)
     for item in include + exclude:
@@ -443,7 +450,8 @@ def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -
         value = initial_ring(spec, first.dtype, first.device) if init else torch.zeros(
             spec.size, dtype=first.dtype, device=first.device)
         model.register_parameter(RING_PREFIX + spec.name, nn.Parameter(value))
-        for owner_list in owners:
+        for seg, owner_list in zip(spec.segments, owners):
+            watch_replaced(params[seg.name], seg.name)
             for module, name in owner_list:
                 del module._parameters[name]
         state.owners.append(owners)
@@ -453,6 +461,33 @@ def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -
     with torch.no_grad():
         state.write_weights(detach=True)
     return model
+
+
+# id(weight) -> (weak reference, name) of the weights convert replaced; by identity, since tensors compare by value
+_REPLACED: dict[int, tuple[weakref.ref, str]] = {}
+_STEP_HOOK: list = []
+
+
+def watch_replaced(param: torch.Tensor, name: str) -> None:
+    """Remember a weight that ``convert`` replaced by a ring: an optimizer still stepping it was made too early."""
+    key = id(param)
+    _REPLACED[key] = (weakref.ref(param, lambda _: _REPLACED.pop(key, None)), name)
+    if not _STEP_HOOK:
+        _STEP_HOOK.append(register_optimizer_step_pre_hook(_check_optimizer))
+
+
+def _check_optimizer(optimizer, args, kwargs) -> None:
+    """Global optimizer pre-step hook, acting on each optimizer's first step only."""
+    if getattr(optimizer, "_modelring_checked", False):
+        return
+    optimizer._modelring_checked = True
+    stale = [_REPLACED[id(p)][1] for group in optimizer.param_groups for p in group["params"]
+             if id(p) in _REPLACED and _REPLACED[id(p)][0]() is p]
+    if stale:
+        raise RuntimeError(f"this optimizer was created before modelring.convert(): it steps {len(stale)} weight(s) "
+                           f"that convert replaced by a ring (e.g. {stale[0]!r}) and not the ring itself, so "
+                           "training would change nothing that the model uses; create the optimizer after convert "
+                           "(model.parameters() then yields the rings)")
 
 
 def _check_spec_fits(model: nn.Module, spec: RingSpec, params: dict) -> None:
