@@ -37,6 +37,8 @@ def _dump(path, obj, style="py3"):
     if style == "py3":
         # Protocol 4 explicitly: Python 3.14 defaults to 5, where numpy pickles through _frombuffer instead.
         path.write_bytes(pickle.dumps(obj, protocol=4))
+    elif style == "py3-protocol2":  # a batch loaded and saved again by Python 3: bytes go through _codecs.encode
+        path.write_bytes(pickle.dumps(obj, protocol=2))
     else:
         buffer = io.BytesIO()
         _Py2Pickler(buffer, protocol=2).dump(obj)
@@ -73,7 +75,7 @@ def _write_cifar100(root, *, n_train=3, n_test=2):
     return folder
 
 
-@pytest.mark.parametrize("style", ["py3", "py2"])
+@pytest.mark.parametrize("style", ["py3", "py2", "py3-protocol2"])
 def test_cifar10_train_and_test(tmp_path, style):
     folder = _write_cifar10(tmp_path, style=style)
     train = cifar(tmp_path, train=True, num_classes=10)
@@ -86,6 +88,14 @@ def test_cifar10_train_and_test(tmp_path, style):
     assert image[2, 31, 31] == row[3071]
     test = cifar(folder, train=False, num_classes=10)  # root may be the batches folder itself
     assert len(test) == 2 and [test[i][1] for i in range(2)] == [5, 6]
+
+
+def test_codecs_encode_with_another_codec_is_refused(tmp_path):
+    from modelring.data.cifar import UnsafePickleError, _latin1_bytes
+
+    assert _latin1_bytes("\xff\x00a", "latin1") == b"\xff\x00a"
+    with pytest.raises(UnsafePickleError, match="latin-1 only"):
+        _latin1_bytes("eJwDAAAAAAE=", "base64")
 
 
 def test_cifar100_uses_fine_labels(tmp_path):

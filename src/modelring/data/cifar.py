@@ -39,16 +39,27 @@ _LAYOUT = {
 # numpy's array-rebuild function, taken from a live array rather than a private module path because numpy 2
 # moved it (numpy.core -> numpy._core) and files pickled under either name must load.
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+class UnsafePickleError(ValueError):
+    """A pickle asked for a global outside the allow-list (possibly malicious); nothing from it was executed."""
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What a Python 3 protocol-2 pickle calls (as ``_codecs.encode``) to rebuild a bytes object; only latin-1."""
+    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise UnsafePickleError(f"refused _codecs.encode with encoding {encoding!r} in a data pickle (bytes are "
+                                "rebuilt with latin-1 only)")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1_bytes,  # bytes in a batch re-pickled by Python 3 with protocol 2
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
-
-
-class UnsafePickleError(ValueError):
-    """A pickle asked for a global outside the allow-list (possibly malicious); nothing from it was executed."""
 
 
 class RestrictedUnpickler(pickle.Unpickler):
