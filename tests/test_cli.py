@@ -51,5 +51,9 @@ def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
     assert main(["export", str(run / "best.safetensors"), str(tmp_path / "plain2.safetensors"), "--onnx",
                  str(tmp_path / "m.onnx"), "--input-shape", "1,28,28"]) == 0
     onnx.checker.check_model(str(tmp_path / "m.onnx"))
+    assert main(["export", str(run / "best.safetensors"), str(tmp_path / "plain3.safetensors"), "--onnx",
+                 str(tmp_path / "auto.onnx")]) == 0  # the input shape read from the 1-channel model
+    dims = onnx.load(str(tmp_path / "auto.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
     assert main(["train", RECIPE, "train.epohcs=1"]) == 2
     assert "did you mean epochs" in capsys.readouterr().err

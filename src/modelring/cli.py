@@ -120,10 +120,36 @@ def cmd_export(args) -> int:
         if importlib.util.find_spec("onnx") is None:
             raise ValueError("--onnx needs the onnx package: pip install onnx onnxscript")
         dense.eval()
-        shape = [1] + [int(v) for v in args.input_shape.split(",")]
-        torch.onnx.export(dense, torch.randn(shape), args.onnx)
-        print(f"wrote {args.onnx} (weights may sit beside it in {args.onnx}.data)")
+        shape = _parse_shape(args.input_shape) if args.input_shape else example_input_shape(dense)
+        torch.onnx.export(dense, (torch.randn(2, *shape),), args.onnx, input_names=["input"], output_names=["output"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+        print(f"wrote {args.onnx}: input (batch, {', '.join(map(str, shape))}) with a dynamic batch axis "
+              f"(weights may sit beside it in {args.onnx}.data)")
     return 0
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape must look like C,H,W (positive integers, no batch), got {text!r}")
+    return shape
+
+
+def example_input_shape(model: torch.nn.Module) -> tuple[int, ...]:
+    """One input's shape (no batch) read from the model's first conv or linear layer: its input channels, and
+    32 along each spatial axis of a conv (the CIFAR size; pass --input-shape for others)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            shape = (module.in_channels, *[32] * len(module.kernel_size))
+            print(f"ONNX example input {shape} read from the model (channels) and assumed (32 per spatial axis); "
+                  "pass --input-shape C,H,W for another size")
+            return shape
+        if isinstance(module, torch.nn.Linear):
+            return (module.in_features,)
+    raise ValueError("cannot tell the model's input shape (no conv or linear layer): pass --input-shape")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .safetensors file written by modelring (e.g. RUN/best.safetensors)")
     p.add_argument("out", help="output .safetensors with plain (dense) weights")
     p.add_argument("--onnx", help="also write an ONNX file here (needs the onnx package)")
-    p.add_argument("--input-shape", default="3,32,32", help="C,H,W of the ONNX example input")
+    p.add_argument("--input-shape", help="C,H,W of one ONNX input (default: channels from the model's first "
+                                          "layer, 32x32); the batch axis is dynamic")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("make-data", help="render a procedural data set in a real layout (pose: MPII, "
                                          "multitask: 2D-3D-S)",
