@@ -57,3 +57,18 @@ def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
     assert main(["train", RECIPE, "train.epohcs=1"]) == 2
     assert "did you mean epochs" in capsys.readouterr().err
+
+
+def test_export_input_shape_is_checked_and_read_from_the_model():
+    import pytest
+    from torch import nn
+
+    from modelring.cli import _parse_shape, example_input_shape
+    assert _parse_shape("1,28,28") == (1, 28, 28)
+    for bad in ["a,b", "", "3,-1,32"]:
+        with pytest.raises(ValueError, match="must look like C,H,W"):
+            _parse_shape(bad)
+    assert example_input_shape(nn.Sequential(nn.Conv1d(5, 2, 3))) == (5, 32)
+    assert example_input_shape(nn.Sequential(nn.Linear(7, 2))) == (7,)
+    with pytest.raises(ValueError, match="pass --input-shape"):
+        example_input_shape(nn.Sequential(nn.ReLU()))
