@@ -260,8 +260,18 @@ def test_scale_rules_give_kaiming_variance():
 
 
 def test_dead_entries_reported_when_ring_larger_than_model():
-    counts = mr.count_params(mr.convert(nn.Linear(4, 4), 100))
+    with pytest.raises(ValueError, match="84 entries would never be read.*strict=False"):
+        mr.convert(nn.Linear(4, 4), 100)
+    counts = mr.count_params(mr.convert(nn.Linear(4, 4), 100, strict=False))
     assert counts.dead == 84 and counts.generated == 16
+
+
+def test_an_int_that_looks_like_a_percentage_is_refused():
+    with pytest.raises(ValueError, match=r"for 5% pass 0\.05"):
+        mr.convert(mr.create_model("resnet20"), 5)
+    with pytest.raises(ValueError, match="never be read"):  # "2MB" on a small model: more entries than weights
+        mr.convert(mr.create_model("resnet8", width=4), "2MB")
+    assert mr.count_params(mr.convert(mr.create_model("resnet20"), 5, strict=False)).ring == 5
 
 
 def test_forward_that_raises_leaves_the_model_usable():

@@ -22,7 +22,7 @@ def default_config() -> dict:
         "model": {"name": "resnet20", "kwargs": {}},
         "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
                  "scale": None, "block": 1, "permute": True, "reflect": True, "sampling": "even",
-                 "wiring": "cached", "rings": None},
+                 "wiring": "cached", "rings": None, "strict": True},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
                  "image_size": 224,
                  "train_limit": None, "test_limit": None},

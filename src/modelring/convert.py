@@ -174,7 +174,7 @@ def is_converted(model: nn.Module) -> bool:
 def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
             reflect: bool = True, sampling: str = "even", scale: str | Callable | None = None,
             rings: Mapping[str, RingSize] | Callable | None = None, include=None, exclude=None,
-            wiring: str = "cached", block: int = 1) -> nn.Module:
+            wiring: str = "cached", block: int = 1, strict: bool = True) -> nn.Module:
     """Generate a model's weights from model rings, in place.
 
     Args:
@@ -202,6 +202,9 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
             entry after weight j's and most 3x3 kernels become sign-flipped near-copies of another kernel (same
             use counts and sign balance, different structure: see ``modelring.wiring_report``); kept for
             comparison with earlier results.
+        strict: refuse sizes that are almost always mistakes: a ring with more entries than the weights it
+            generates (the extra entries are never read), or an int ``ring_size`` of at most 100 that is under
+            0.1% of the generated weights (a percentage written as an int: 5 for 5%). ``strict=False`` allows both.
 
     Returns:
         The same model object, converted.
@@ -216,6 +219,8 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
     _check_options(seed=seed, sampling=sampling, wiring=wiring, block=block, scale=scale)
     targets = select_targets(model, include=include, exclude=exclude)
     groups = _group_targets(targets, ring_size, rings)
+    if strict:
+        _check_not_a_percentage(ring_size, sum(p.numel() for p, _ in targets.values()))
     specs = []
     for index, (names, size) in enumerate(groups):
         named = [(n, tuple(targets[n][0].shape)) for n in names]
@@ -223,11 +228,25 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
         segments = _segments(named, scales)
         total = sum(s.numel for s in segments)
         elem = targets[names[0]][0].element_size()
-        specs.append(RingSpec(name=f"ring{index}", index=index, size=resolve_ring_size(size, total, elem),
+        entries = resolve_ring_size(size, total, elem)
+        if strict and entries > total:
+            raise ValueError(f"ring size {size!r} gives {entries:,} entries for the {total:,} weights they generate "
+                             f"({entries / total:.0%}): {entries - total:,} entries would never be read. Pass a "
+                             "smaller size (a float in (0, 1] is a fraction of the generated weights), or "
+                             "strict=False to allow it")
+        specs.append(RingSpec(name=f"ring{index}", index=index, size=entries,
                               seed=seed, segments=tuple(segments), init_std=ring_std, block=block,
                               permute=permute, reflect=reflect, sampling=sampling, wiring=wiring))
     targets.clear()  # hold no reference to the weights being replaced (they are freed inside apply_specs)
     return apply_specs(model, specs)
+
+
+def _check_not_a_percentage(ring_size, total: int) -> None:
+    if isinstance(ring_size, int) and not isinstance(ring_size, bool) and 1 <= ring_size <= 100 \
+            and ring_size * 1000 < total:
+        raise ValueError(f"ring_size={ring_size} means {ring_size} ring entries, {ring_size / total:.4%} of the "
+                         f"{total:,} generated weights; for {ring_size}% pass {ring_size / 100} (a float is a "
+                         f"fraction), for {ring_size} entries pass strict=False")
 
 
 def _check_options(*, seed, sampling, wiring, block, scale) -> None:
