@@ -56,3 +56,15 @@ def test_yaml_cannot_construct_python_objects(tmp_path):
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(tmp_path / "evil.yaml")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_yaml_aliases_are_refused_so_nested_anchors_cannot_blow_up(tmp_path):
+    bomb = "\n".join(["model:", "  name: resnet20", "  kwargs:", "    a: &a [x, x, x, x, x, x, x, x, x, x]"]
+                     + [f"    {chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+                        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"
+                        for i in range(8)])
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    with pytest.raises(ValueError, match=r"aliases \(\*a\) are not allowed"):
+        load_config(tmp_path / "bomb.yaml")
+    with pytest.raises(ValueError, match="aliases"):
+        load_config(None, ["model.kwargs={a: &x 1, b: *x}"])

@@ -60,7 +60,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; recipes live in configs/")
         try:
-            recipe = yaml.safe_load(path.read_text()) or {}
+            recipe = safe_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ValueError(f"{path} is not valid YAML: {err}") from err
         if not isinstance(recipe, dict):
@@ -70,6 +70,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         key, value = parse_override(item)
         set_dotted(config, key, value)
     return config
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml's SafeLoader without aliases: recipes never need them, and nested anchors (a "billion laughs") expand
+    to an unbounded structure as soon as the config is copied or dumped."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in modelring "
+                                              "configs; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """Plain YAML values (no Python tags, no aliases)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def merge(config: dict, update: dict, *, source: str, prefix: str = "") -> None:
@@ -99,7 +116,7 @@ def parse_override(item: str) -> tuple[str, object]:
 
 def parse_value(text: str):
     """A command-line value as YAML: '3' -> 3, '0.05' -> 0.05, '2MB' -> '2MB', 'null' or '' -> None."""
-    return yaml.safe_load(text) if text.strip() else None
+    return safe_yaml(text) if text.strip() else None
 
 
 def set_dotted(config: dict, key: str, value) -> None:
