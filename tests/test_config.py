@@ -68,3 +68,14 @@ def test_yaml_aliases_are_refused_so_nested_anchors_cannot_blow_up(tmp_path):
         load_config(tmp_path / "bomb.yaml")
     with pytest.raises(ValueError, match="aliases"):
         load_config(None, ["model.kwargs={a: &x 1, b: *x}"])
+
+
+def test_a_value_shared_by_two_keys_dumps_without_aliases_and_reads_back(tmp_path):
+    from modelring.config import dump_config
+
+    cfg = load_config(None)
+    shared = ["conv1.weight", "fc.*"]
+    cfg["ring"]["exclude"], cfg["ring"]["include"] = shared, shared
+    (tmp_path / "config.yaml").write_text(dump_config(cfg))
+    assert "&" not in (tmp_path / "config.yaml").read_text()
+    assert load_config(tmp_path / "config.yaml") == cfg

@@ -84,6 +84,13 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys twice instead of as an anchor and alias (which configs refuse)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
 def safe_yaml(text: str):
     """Plain YAML values (no Python tags, no aliases)."""
     return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
@@ -143,4 +150,4 @@ def _suggest(key: str, known: dict) -> str:
 
 def dump_config(config: dict) -> str:
     """The config as YAML (what a run records beside its logs)."""
-    return yaml.safe_dump(copy.deepcopy(config), sort_keys=False)
+    return yaml.dump(copy.deepcopy(config), Dumper=_NoAliasDumper, sort_keys=False)
