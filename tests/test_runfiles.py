@@ -123,3 +123,39 @@ def test_checkpoints_name_their_selection_metric_and_older_ones_still_restore(tm
     del state["selection"]
     torch.save(state, tmp_path / "last.pt")
     assert restore(tmp_path, True, {}, model, opt, sched, scaler, lambda *a: None, best=-1.0) == (4, -0.25)
+
+
+def _tiny_state():
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return model, opt, sched, torch.amp.GradScaler("cpu", enabled=False)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda s: s.update(epoch=-5), "epoch -5 is negative"),
+    (lambda s: s.pop("config"), "'config' is missing"),
+    (lambda s: s.update(torch_rng=torch.zeros(3, dtype=torch.uint8)), "random-generator state"),
+    (lambda s: s.update(model=[1, 2]), "'model' is missing or not a dict"),
+])
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, damage, message):
+    from modelring.runfiles import load_checkpoint
+
+    save_checkpoint(tmp_path / "last.pt", *_tiny_state(), 0, 0.5, {})
+    state = load_checkpoint(tmp_path / "last.pt")
+    damage(state)
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(tmp_path / "last.pt")
+
+
+def test_non_regular_files_are_refused_instead_of_blocking(tmp_path):
+    import modelring as mr
+    from modelring.runfiles import load_checkpoint
+
+    os.mkfifo(tmp_path / "last.pt")
+    os.mkfifo(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_checkpoint(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="not a regular file"):
+        mr.load(tmp_path / "model.safetensors")

@@ -80,6 +80,8 @@ def _dedupe_shared(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str,
 def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a modelring safetensors file, with clear errors for bad files."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, FIFO or device: reading it would fail or block
+        raise ValueError(f"{path} is not a regular file; a model file is one safetensors file written by save")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:

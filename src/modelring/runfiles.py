@@ -132,12 +132,35 @@ def save_checkpoint(path: Path, model, opt, sched, scaler, epoch: int, best: flo
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A training-state file, read without executing code (``weights_only=True``)."""
+    """A training-state file, read without executing code (``weights_only=True``), its fields checked."""
+    if not path.is_file():  # a FIFO or a device would block the read or never end
+        raise ValueError(f"{path} is not a regular file; a training checkpoint is a file written by modelring train")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
         raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {err}); "
                          "delete it to start over, or resume from another copy") from err
+    _check_checkpoint_fields(path, state)
+    return state
+
+
+def _check_checkpoint_fields(path: Path, state) -> None:
+    problems = []
+    if not isinstance(state, dict):
+        problems.append(f"it holds a {type(state).__name__}, not a dict")
+    else:
+        for key, kind in (("model", dict), ("optimizer", dict), ("scheduler", dict), ("scaler", dict),
+                          ("config", dict), ("epoch", int), ("torch_rng", torch.Tensor)):
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                problems.append(f"{key!r} is missing or not a {kind.__name__}")
+        if isinstance(state.get("epoch"), int) and state["epoch"] < 0:
+            problems.append(f"epoch {state['epoch']} is negative")
+        rng = state.get("torch_rng")
+        if isinstance(rng, torch.Tensor) and (rng.dtype != torch.uint8 or rng.numel() != torch.get_rng_state().numel()):
+            problems.append("the saved random-generator state has the wrong size or type")
+    if problems:
+        raise ValueError(f"{path} is a damaged training checkpoint ({'; '.join(problems)}); delete it to start "
+                         "over, or resume from another copy")
 
 
 def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, best: float) -> tuple[int, float]:
