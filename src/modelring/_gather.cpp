@@ -137,8 +137,6 @@ void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, 
 
 extern "C" {
 
-int modelring_abi() { return 1; }
-
 void modelring_forward_f32(const float* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
                            int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
                            int threads) {

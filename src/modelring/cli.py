@@ -121,6 +121,9 @@ def cmd_export(args) -> int:
             raise ValueError("--onnx needs the onnx package: pip install onnx onnxscript")
         dense.eval()
         shape = _parse_shape(args.input_shape) if args.input_shape else example_input_shape(dense)
+        if not args.input_shape:
+            print(f"ONNX example input {shape} read from the model (channels; 32 per spatial axis assumed); pass "
+                  "--input-shape C,H,W for another size")
         torch.onnx.export(dense, (torch.randn(2, *shape),), args.onnx, input_names=["input"], output_names=["output"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},))
         print(f"wrote {args.onnx}: input (batch, {', '.join(map(str, shape))}) with a dynamic batch axis "
@@ -143,10 +146,7 @@ def example_input_shape(model: torch.nn.Module) -> tuple[int, ...]:
     32 along each spatial axis of a conv (the CIFAR size; pass --input-shape for others)."""
     for module in model.modules():
         if isinstance(module, torch.nn.modules.conv._ConvNd):
-            shape = (module.in_channels, *[32] * len(module.kernel_size))
-            print(f"ONNX example input {shape} read from the model (channels) and assumed (32 per spatial axis); "
-                  "pass --input-shape C,H,W for another size")
-            return shape
+            return (module.in_channels, *[32] * len(module.kernel_size))
         if isinstance(module, torch.nn.Linear):
             return (module.in_features,)
     raise ValueError("cannot tell the model's input shape (no conv or linear layer): pass --input-shape")

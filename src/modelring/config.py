@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 
 import yaml
@@ -151,3 +152,16 @@ def _suggest(key: str, known: dict) -> str:
 def dump_config(config: dict) -> str:
     """The config as YAML (what a run records beside its logs)."""
     return yaml.dump(copy.deepcopy(config), Dumper=_NoAliasDumper, sort_keys=False)
+
+
+def check_values(cfg: dict) -> None:
+    """Refuse, before anything runs, NaN/Inf anywhere in the config (a NaN lr trains nothing and says nothing)
+    and data limits that would leave a split empty or silently cut it (``data.test_limit=-1``)."""
+    bad = [f"{section}.{key}={value}" for section, values in cfg.items() if isinstance(values, dict)
+           for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
+    for key in ("train_limit", "test_limit"):
+        limit = cfg["data"][key]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"data.{key} must be a positive number of samples or null (all), got {limit!r}")

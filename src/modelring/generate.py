@@ -278,12 +278,15 @@ class RingGenerator:
 
     def stale(self, ring: torch.Tensor) -> bool:
         """Whether ``weights(ring)`` would generate anew (rather than return the cached generation)."""
-        return self._cache is None or self._key(ring) != self._cache_key or self._consumed[0]
+        return self._stale(self._key(ring))
+
+    def _stale(self, key: tuple) -> bool:
+        return self._cache is None or key != self._cache_key or self._consumed[0]
 
     def weights(self, ring: torch.Tensor) -> list[torch.Tensor]:
         """The generated tensors, one per segment, shaped like the parameters they replace."""
         key = self._key(ring)
-        if not self.stale(ring):
+        if not self._stale(key):
             return self._cache
         self._cache = None  # the previous generation can be freed before this one is allocated
         weights = list(generate(ring, self.spec, self.wiring(ring.device, ring.dtype)))

@@ -109,17 +109,13 @@ def usable(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in _FLOATS and library() is not None
 
 
-def _addr(t: torch.Tensor) -> int:
-    return t.data_ptr()
-
-
 def forward(ring: torch.Tensor, fwd: torch.Tensor, base: torch.Tensor, bits: int, starts: torch.Tensor,
             outs: list[torch.Tensor], scales: torch.Tensor) -> None:
     """Write every layer's generated weights into ``outs`` (contiguous, one per layer)."""
-    pointers = torch.tensor([_addr(o) for o in outs], dtype=torch.int64)
+    pointers = torch.tensor([o.data_ptr() for o in outs], dtype=torch.int64)
     getattr(library(), f"modelring_forward_{_FLOATS[ring.dtype]}")(
-        _addr(ring), ring.numel(), _addr(fwd), _addr(base), bits, len(outs), _addr(starts), _addr(pointers),
-        _addr(scales), torch.get_num_threads())
+        ring.data_ptr(), ring.numel(), fwd.data_ptr(), base.data_ptr(), bits, len(outs), starts.data_ptr(),
+        pointers.data_ptr(), scales.data_ptr(), torch.get_num_threads())
 
 
 def backward(slot_src: torch.Tensor, slot_scale: torch.Tensor, inv: torch.Tensor, bits: int,
@@ -127,5 +123,5 @@ def backward(slot_src: torch.Tensor, slot_scale: torch.Tensor, inv: torch.Tensor
     """out[k] = sum over the copies c (ascending) of scale * sign * gradient of the weight on tiled position
     c*N + k; ``slot_src[s]`` is the address of the gradient of the chunk on tile s, ``slot_scale[s]`` its scale."""
     getattr(library(), f"modelring_backward_{_FLOATS[out.dtype]}")(
-        _addr(slot_src), _addr(slot_scale), inv.numel(), out.numel(), _addr(inv), bits, _addr(out),
+        slot_src.data_ptr(), slot_scale.data_ptr(), inv.numel(), out.numel(), inv.data_ptr(), bits, out.data_ptr(),
         torch.get_num_threads())

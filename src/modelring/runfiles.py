@@ -193,10 +193,16 @@ def save_final_model(model, out: Path) -> tuple[int, int]:
     return checkpoint, saved_size(materialize(model) if count_params(model).ring else model)
 
 
-def check_resume_config(saved: dict, cfg: dict) -> None:
+def config_differences(saved: dict, cfg: dict) -> list[str]:
+    """``"section.key: old -> new"`` for every value that decides a run's result and differs (progress bars,
+    the run folder and TensorBoard do not)."""
     ignore = {("train", "progress"), ("out", "dir"), ("out", "tensorboard")}
-    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {v!r}" for s, section in cfg.items() for k, v in section.items()
-             if (s, k) not in ignore and saved.get(s, {}).get(k) != v]
+    return [f"{s}.{k}: {saved.get(s, {}).get(k)!r} -> {v!r}" for s, section in cfg.items() for k, v in section.items()
+            if (s, k) not in ignore and saved.get(s, {}).get(k) != v]
+
+
+def check_resume_config(saved: dict, cfg: dict) -> None:
+    diffs = config_differences(saved, cfg)
     if diffs:
         raise ValueError("cannot resume with a different config (the run would not be the same run): "
                          + "; ".join(diffs))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import load_config, parse_value
 from .io import write_atomic
+from .runfiles import config_differences
 from .train import run
 
 
@@ -91,12 +92,11 @@ def _check_same_config(folder: Path, cfg: dict) -> None:
     """A finished run is reused only if it was trained with the config planned now: a changed default (e.g. the
     wiring's ``ring.block``) must not mix old and new runs in one table."""
     stored = folder / "config.yaml"
-    if stored.is_file() and load_config(stored, []) != cfg:
-        theirs = load_config(stored, [])
-        keys = sorted(f"{section}.{key}" for section in cfg for key in cfg[section]
-                      if theirs.get(section, {}).get(key) != cfg[section][key])
-        raise ValueError(f"{folder} was trained with a different config ({', '.join(keys[:5])} differ); it cannot "
-                         "be reused in this sweep: pass a new --out folder, or delete the run to retrain it")
+    diffs = config_differences(load_config(stored, []), cfg) if stored.is_file() else []
+    if diffs:
+        keys = ", ".join(d.split(":")[0] for d in diffs[:5])
+        raise ValueError(f"{folder} was trained with a different config ({keys} differ); it cannot be reused in "
+                         "this sweep: pass a new --out folder, or delete the run to retrain it")
 
 
 def fit_loglinear(dofs: list[float], accs: list[float]) -> dict:

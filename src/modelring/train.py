@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import data as D
-from .config import dump_config
+from .config import check_values, dump_config
 from .convert import convert, ring_names, rings_per_stage
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
@@ -307,7 +307,7 @@ def run(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     alone logs and writes files, and only rank 0 returns the report.
     """
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
-    check_run_values(cfg)
+    check_values(cfg)
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     d = setup(tc["device"])
@@ -318,19 +318,6 @@ def run(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
             return task_runner(cfg["task"]["name"])(cfg, tc, out, d, resume, log)
     finally:
         cleanup(d)
-
-
-def check_run_values(cfg: dict) -> None:
-    """Refuse, before anything runs, NaN/Inf anywhere in the config (a NaN lr trains nothing and says nothing)
-    and data limits that would leave a split empty or silently cut it (``data.test_limit=-1``)."""
-    bad = [f"{section}.{key}={value}" for section, values in cfg.items() if isinstance(values, dict)
-           for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
-    if bad:
-        raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
-    for key in ("train_limit", "test_limit"):
-        limit = cfg["data"][key]
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"data.{key} must be a positive number of samples or null (all), got {limit!r}")
 
 
 # task name -> (training loop, evaluator); imported lazily so a task's dependencies stay its own
