@@ -12,7 +12,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(scope="module")
 def fmnist_root(tmp_path_factory):
     """Tiny data in the exact Fashion-MNIST file layout: each class is a bright bar at its own row."""
-    root = tmp_path_factory.mktemp("fmnist")
+    return write_tiny_fmnist(tmp_path_factory.mktemp("fmnist"))
+
+
+def write_tiny_fmnist(root: Path) -> Path:
+    """Each class a bright bar at its own row over noise; 240 train / 80 test images, deterministic."""
+    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for split, n in [("train", 240), ("t10k", 80)]:
         labels = np.arange(n, dtype=np.uint8) % 10

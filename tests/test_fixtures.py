@@ -53,3 +53,35 @@ def test_version_1_element_wise_state_dict_is_refused_by_a_version_2_element_wis
                        exclude=["conv1.weight", "fc.*"])
     with pytest.raises(RuntimeError, match="wiring version 1"):
         today.load_state_dict(state)
+
+
+RUN_KINDS = ["classification", "prune", "pose", "multitask"]
+
+
+@pytest.fixture(scope="module")
+def old_data(tmp_path_factory):
+    from fixtures.make_run_fixtures import write_data
+
+    root = tmp_path_factory.mktemp("old_runs")
+    write_data(root)
+    return root
+
+
+@pytest.mark.parametrize("kind", RUN_KINDS)
+def test_run_folder_of_the_previous_release_resumes_to_the_same_final_model(kind, old_data, monkeypatch):
+    """A run stopped after epoch 1 by the release before the single run loop, resumed today: the final model is
+    bitwise equal to the old release's uninterrupted run (config keys of that release are still read)."""
+    import shutil
+
+    from modelring.config import load_config
+    from modelring.train import run as fit
+
+    monkeypatch.chdir(old_data)
+    folder = old_data / "runs" / kind
+    shutil.copytree(FIXTURES / "runs" / kind, folder)
+    fit(load_config(folder / "config.yaml"), resume=True, log=lambda *a: None)
+    final, expected = load_file(folder / "model.safetensors"), load_file(folder / "expected.safetensors")
+    assert final.keys() == expected.keys()
+    assert all(torch.equal(final[k], expected[k]) for k in final), kind
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+    assert mr.count_params(mr.load(folder / "best.safetensors")).virtual > 0
