@@ -15,6 +15,7 @@ from .count import count_params
 from .diagnose import wiring_report
 from .io import save
 from .models import create_model, list_models
+from .tasks import TASKS
 
 
 def cmd_list_models(args) -> int:
@@ -65,10 +66,10 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     """Train from a YAML recipe with dotted overrides."""
-    from .train import run
+    from .fit import fit
 
     cfg = load_config(args.config, args.overrides)
-    run(cfg, resume=args.resume, overwrite=args.overwrite)
+    fit(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -84,27 +85,22 @@ def cmd_sweep(args) -> int:
 
 def cmd_eval(args) -> int:
     """Evaluate a run's model (or any model file) on the test split of the run's data, with the task's metrics."""
+    from .fit import evaluate_model
     from .io import load
-    from .train import task_evaluator
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of a run")
     cfg = load_config(run_dir / "config.yaml", args.overrides)
     model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
-    print(task_evaluator(cfg["task"]["name"])(cfg, model))
+    print(evaluate_model(cfg, model))
     return 0
-
-
-SYNTH_WRITERS = {"pose": "modelring.tasks.pose.synth:write_dataset", "multitask": "modelring.tasks.multitask.synth:write_dataset"}
 
 
 def cmd_make_data(args) -> int:
     """Render a procedural data set in the real on-disk layout of its task (MPII JSON, 2D-3D-S folders)."""
-    from .train import import_entry
-
-    summary = import_entry(SYNTH_WRITERS[args.task])(Path(args.out), train=args.train, test=args.test, seed=args.seed, image_size=args.image_size)
-    print(summary)
+    write = TASKS[args.task].write_synthetic
+    print(write(Path(args.out), train=args.train, test=args.test, seed=args.seed, image_size=args.image_size))
     return 0
 
 
@@ -193,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "multitask: 2D-3D-S)",
                        description="Write a procedural data set in the exact on-disk layout of the real one, so "
                                    "the real reader and pipeline serve both. Deterministic for a given --seed.")
-    p.add_argument("task", choices=sorted(SYNTH_WRITERS))
+    p.add_argument("task", choices=sorted(name for name, task in TASKS.items() if task.write_synthetic))
     p.add_argument("out", help="folder to write (created; an existing non-empty folder is refused)")
     p.add_argument("--train", type=int, default=2000, help="training samples")
     p.add_argument("--test", type=int, default=500, help="test samples")

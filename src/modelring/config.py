@@ -4,6 +4,12 @@ Every key a recipe or an override may set exists in ``default_config()``; an unk
 names the closest known keys (a typo never passes silently). Override values are parsed as YAML scalars, so
 ``train.epochs=3``, ``ring.size=0.05``, ``ring.size=2MB``, ``ring.exclude=[conv1.weight,fc.*]`` and
 ``ring.scale=null`` all do what they say.
+
+``method`` picks how the model is trained (``METHODS``): ``rpg`` (the ``ring`` section), ``hashednets`` (the
+``ring`` section, one ring per layer, every weight hashed to its own bucket), ``dense``, ``prune-global`` and
+``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still read, translated once by
+``resolve_legacy``: ``ring.enabled: false`` -> ``method: dense``, ``prune.enabled: true`` -> ``method: prune-global``,
+``pose.variant`` -> ``pose.reuse`` + ``method`` (so run folders and checkpoints written before stay usable).
 """
 from __future__ import annotations
 
@@ -14,14 +20,23 @@ from pathlib import Path
 
 import yaml
 
+METHODS = ("dense", "rpg", "hashednets", "prune-global", "prune-layerwise")
+# keys of earlier releases, read and translated by resolve_legacy (never written)
+LEGACY_KEYS = {("ring", "enabled"), ("prune", "enabled"), ("pose", "variant")}
+POSE_VARIANTS = {"independent": (False, "dense"), "reuse": (True, "dense"), "rpg": (False, "rpg"),
+                 "reuse_rpg": (True, "rpg")}
+
 
 def default_config() -> dict:
     """Every configurable key with its default value."""
     return {
-        # task.name picks the training loop: classification (train.py), pose and multitask (tasks/)
+        # task.name picks the task (modelring.tasks: classification, pose, multitask); one loop trains them all
         "task": {"name": "classification"},
+        # how the model is trained: dense | rpg | hashednets | prune-global | prune-layerwise
+        "method": "rpg",
         "model": {"name": "resnet20", "kwargs": {}},
-        "ring": {"enabled": True, "size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
+        # rpg and hashednets: ring size and wiring
+        "ring": {"size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
                  "scale": None, "block": 1, "permute": True, "reflect": True, "sampling": "even",
                  "wiring": "cached", "rings": None, "strict": True},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
@@ -33,12 +48,12 @@ def default_config() -> dict:
                   "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
                   "device": "cpu", "progress": True},
         "out": {"dir": "runs/default", "tensorboard": True},
-        # global magnitude pruning baseline (dense model only): keep = count / fraction of the weights RPG
-        # would generate (ring.include/exclude), pruned after fraction `at` of all training steps
-        "prune": {"enabled": False, "keep": 0.05, "at": 0.5},
+        # prune-global / prune-layerwise: keep = count / fraction of the weights RPG would generate
+        # (ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards
+        "prune": {"keep": 0.05, "at": 0.5},
         # task sections: keys read only by their task's loop
         # (pose section: issue 5)
-        "pose": {"variant": "independent", "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16,
+        "pose": {"reuse": False, "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16,
                  "sigma": 1.0, "rotation": 30.0, "scale_factor": 0.25, "flip": True, "box_margin": 1.25,
                  "flip_test": False, "threshold": 0.5, "optimizer": "adam"},
         # (multitask section: issue 6)
@@ -55,7 +70,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         FileNotFoundError: the recipe does not exist.
         ValueError: unknown keys, malformed overrides or unreadable YAML.
     """
-    config = default_config()
+    config, legacy = default_config(), {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -66,10 +81,40 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
             raise ValueError(f"{path} is not valid YAML: {err}") from err
         if not isinstance(recipe, dict):
             raise ValueError(f"{path} must hold a mapping of sections (model, ring, data, train, out)")
-        merge(config, recipe, source=str(path))
+        merge(config, recipe, source=str(path), legacy=legacy)
     for item in overrides:
         key, value = parse_override(item)
-        set_dotted(config, key, value)
+        if tuple(key.split(".")) in LEGACY_KEYS:
+            legacy[tuple(key.split("."))] = value
+        else:
+            set_dotted(config, key, value)
+    return resolve_legacy(config, legacy)
+
+
+def upgrade(saved: dict) -> dict:
+    """A whole config as stored by any release (``last.pt``, ``config.yaml``) in today's form: defaults for keys
+    added since, legacy keys translated (``resolve_legacy``)."""
+    config, legacy = default_config(), {}
+    merge(config, saved, source="saved config", legacy=legacy)
+    return resolve_legacy(config, legacy)
+
+
+def resolve_legacy(config: dict, legacy: dict) -> dict:
+    """Translate keys of earlier releases into ``method`` (and ``pose.reuse``); see the module docstring.
+
+    The old pose switch decided on its own whether the model was converted, so for the pose task it wins over
+    ``ring.enabled``; elsewhere ``pose.variant`` (a default every old config carried) means nothing.
+    """
+    if ("ring", "enabled") in legacy:
+        config["method"] = "rpg" if legacy[("ring", "enabled")] else "dense"
+    if legacy.get(("prune", "enabled")):
+        config["method"] = "prune-global"
+    variant = legacy.get(("pose", "variant"))
+    if variant is not None and config["task"]["name"] == "pose":
+        if variant not in POSE_VARIANTS:
+            raise ValueError(f"pose.variant (an older key; today pose.reuse + method) must be one of "
+                             f"{', '.join(POSE_VARIANTS)}, got {variant!r}")
+        config["pose"]["reuse"], config["method"] = POSE_VARIANTS[variant]
     return config
 
 
@@ -97,16 +142,20 @@ def safe_yaml(text: str):
     return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def merge(config: dict, update: dict, *, source: str, prefix: str = "") -> None:
-    """Update ``config`` in place with ``update``, refusing keys that ``config`` does not have."""
+def merge(config: dict, update: dict, *, source: str, prefix: str = "", legacy: dict | None = None) -> None:
+    """Update ``config`` in place with ``update``, refusing keys that ``config`` does not have (keys of earlier
+    releases go to ``legacy`` when given)."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
+        if legacy is not None and tuple(dotted.split(".")) in LEGACY_KEYS:
+            legacy[tuple(dotted.split("."))] = value
+            continue
         if key not in config:
             raise ValueError(f"{source}: unknown key {dotted!r}{_suggest(key, config)}")
         if isinstance(config[key], dict) and key != "kwargs":
             if not isinstance(value, dict):
                 raise ValueError(f"{source}: {dotted!r} must be a mapping, got {value!r}")
-            merge(config[key], value, source=source, prefix=dotted + ".")
+            merge(config[key], value, source=source, prefix=dotted + ".", legacy=legacy)
         else:
             config[key] = value
 
@@ -161,6 +210,11 @@ def check_values(cfg: dict) -> None:
            for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
     if bad:
         raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
+    if cfg["method"] not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {cfg['method']!r}")
+    epochs = cfg["train"]["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"train.epochs must be a whole number of epochs >= 1, got {epochs!r}")
     for key in ("train_limit", "test_limit"):
         limit = cfg["data"][key]
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

@@ -1,4 +1,8 @@
-"""Global magnitude pruning, the equal-DoF baseline of the RPG experiments (train -> prune -> fine-tune).
+"""Magnitude pruning, the equal-DoF baselines of the RPG experiments (train -> prune -> fine-tune).
+
+Two scopes: ``global`` ranks every prunable weight of the model together (few survive in large layers: at 1% it
+keeps ~0.1% of ResNet-20's stage 3); ``layer`` keeps the same fraction of every prunable tensor (the ``keep`` budget
+split over tensors in proportion to their sizes, largest remainders rounded up, so the total is exact).
 
 The prunable weights are the ones RPG would generate (``select_targets`` with the ring's include/exclude), so
 at ``keep`` = the ring size both models have the same number of trainable non-zeros: the RPG model's
@@ -44,6 +48,34 @@ def global_magnitude_masks(tensors: dict[str, torch.Tensor], keep: int) -> dict[
     return masks
 
 
+def layer_keep_counts(sizes: list[int], keep: int) -> list[int]:
+    """``keep`` split over tensors of ``sizes`` in proportion to size: floors, then one more for the largest
+    remainders (ties: the earlier tensor), so the counts sum to ``keep`` exactly and each is <= its size."""
+    total = sum(sizes)
+    if not 1 <= keep <= total:
+        raise ValueError(f"prune.keep must be between 1 and the {total:,} prunable weights, got {keep:,}")
+    counts = [keep * n // total for n in sizes]
+    remainders = sorted(range(len(sizes)), key=lambda i: (-(keep * sizes[i] % total), i))
+    for i in remainders[: keep - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def layerwise_magnitude_masks(tensors: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
+    """Boolean masks keeping, in each tensor, its share (``layer_keep_counts``) of largest-magnitude entries."""
+    counts = layer_keep_counts([t.numel() for t in tensors.values()], keep)
+    masks = {}
+    for (name, t), count in zip(tensors.items(), counts):
+        order = torch.sort(t.detach().abs().flatten().float(), descending=True, stable=True).indices[:count]
+        kept = torch.zeros(t.numel(), dtype=torch.bool)
+        kept[order] = True
+        masks[name] = kept.view(t.shape).to(t.device)
+    return masks
+
+
+SCOPES = {"global": global_magnitude_masks, "layer": layerwise_magnitude_masks}
+
+
 def masks_from_zeros(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The masks of an already pruned model: every non-zero weight survives."""
     return {name: t.detach() != 0 for name, t in tensors.items()}
@@ -64,13 +96,17 @@ class MagnitudePruner:
         keep: surviving weights: an int count, a float fraction of the prunable weights, or a byte budget.
         prune_step: the global optimizer step after which pruning happens (0 prunes before training).
         include, exclude: which weights are prunable (as for ``convert``).
+        scope: ``global`` (one ranking over the model) or ``layer`` (the same fraction of every tensor).
     """
 
-    def __init__(self, model: nn.Module, keep, prune_step: int, *, include=None, exclude=None):
+    def __init__(self, model: nn.Module, keep, prune_step: int, *, include=None, exclude=None,
+                 scope: str = "global"):
+        if scope not in SCOPES:
+            raise ValueError(f"pruning scope must be one of {', '.join(SCOPES)}, got {scope!r}")
         self.tensors = prunable(model, include=include, exclude=exclude)
         total = sum(t.numel() for t in self.tensors.values())
         self.keep = resolve_ring_size(keep, total)
-        self.prune_step, self.step, self.masks = prune_step, 0, None
+        self.scope, self.prune_step, self.step, self.masks = scope, prune_step, 0, None
 
     def start_at(self, step: int) -> None:
         """Continue a resumed run at global ``step``: rebuild the masks from the zeros if pruning happened."""
@@ -86,7 +122,7 @@ class MagnitudePruner:
         """Call after every optimizer step."""
         self.step += 1
         if self.masks is None and self.step >= self.prune_step:
-            self.masks = global_magnitude_masks(self.tensors, self.keep)
+            self.masks = SCOPES[self.scope](self.tensors, self.keep)
         if self.masks is not None:
             apply_masks(self.tensors, self.masks)
 

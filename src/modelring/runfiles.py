@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .config import upgrade
 from .convert import materialize
 from .count import count_params
 from .io import save, saved_size, write_atomic
@@ -195,10 +196,14 @@ def save_final_model(model, out: Path) -> tuple[int, int]:
 
 def config_differences(saved: dict, cfg: dict) -> list[str]:
     """``"section.key: old -> new"`` for every value that decides a run's result and differs (progress bars,
-    the run folder and TensorBoard do not)."""
+    the run folder and TensorBoard do not). ``saved`` may come from an earlier release (``config.upgrade``)."""
+    saved = upgrade(saved)
     ignore = {("train", "progress"), ("out", "dir"), ("out", "tensorboard")}
-    return [f"{s}.{k}: {saved.get(s, {}).get(k)!r} -> {v!r}" for s, section in cfg.items() for k, v in section.items()
-            if (s, k) not in ignore and saved.get(s, {}).get(k) != v]
+    flat = lambda c: {(s, k): v for s, sec in c.items() for k, v in (sec.items() if isinstance(sec, dict)  # noqa: E731
+                                                                    else [("", sec)])}
+    old, new = flat(saved), flat(cfg)
+    return [f"{'.'.join(p for p in key if p)}: {old.get(key)!r} -> {value!r}" for key, value in new.items()
+            if key not in ignore and old.get(key) != value]
 
 
 def check_resume_config(saved: dict, cfg: dict) -> None:
@@ -209,12 +214,10 @@ def check_resume_config(saved: dict, cfg: dict) -> None:
 
 
 class MetricsLog:
-    """metrics.csv + metrics.jsonl (+ TensorBoard when installed), one row per epoch."""
+    """metrics.csv + metrics.jsonl (+ TensorBoard when installed), one row per epoch with the columns ``fields``."""
 
-    FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "images_per_s",
-              "epoch_s")
-
-    def __init__(self, folder: Path, tensorboard: bool):
+    def __init__(self, folder: Path, tensorboard: bool, fields: tuple[str, ...]):
+        self.fields = fields
         self.csv, self.jsonl = folder / "metrics.csv", folder / "metrics.jsonl"
         self.writer = None
         if tensorboard:
@@ -237,17 +240,17 @@ class MetricsLog:
             except json.JSONDecodeError:  # a write torn by a kill or a full disk: the checkpoint decides
                 warnings.warn(f"{self.jsonl}: skipped unreadable line {number} (a torn write)", RuntimeWarning)
         rows = [r for r in rows if r["epoch"] <= epoch]
-        lines = [",".join(self.FIELDS)] + [",".join(str(r[k]) for k in self.FIELDS) for r in rows]
+        lines = [",".join(self.fields)] + [",".join(str(r[k]) for k in self.fields) for r in rows]
         write_atomic(self.csv, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
         write_atomic(self.jsonl, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
     def write(self, row: dict) -> None:
         new = not self.csv.exists()
         with open(self.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             if new:
                 writer.writeheader()
-            writer.writerow({k: row[k] for k in self.FIELDS})
+            writer.writerow({k: row[k] for k in self.fields})
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.writer is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import load_config, parse_value
 from .io import write_atomic
 from .runfiles import config_differences
-from .train import run
+from .fit import fit
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -33,18 +33,18 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
 
 def combinations(grid: dict[str, list], dense: bool) -> list[dict]:
-    """Every combination of the grid's values, plus a dense run (ring disabled) when asked."""
+    """Every combination of the grid's values, plus a dense run (method=dense) when asked."""
     keys = list(grid)
     combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    return combos + ([{"ring.enabled": False}] if dense else [])
+    return combos + ([{"method": "dense"}] if dense else [])
 
 
 def run_name(combo: dict, seed: int) -> str:
     """Folder name of one run: the combo's ``label`` when it has one, else its settings."""
     if "label" in combo:
         return f"{combo['label']}_seed{seed}"
-    parts = ["dense" if combo.get("ring.enabled") is False else ""]
-    parts += [f"{k.split('.')[-1]}={v}" for k, v in combo.items() if k != "ring.enabled"]
+    parts = [combo["method"] if "method" in combo else ""]
+    parts += [f"{k.split('.')[-1]}={v}" for k, v in combo.items() if k != "method"]
     return "_".join(p for p in parts if p) + f"_seed{seed}"
 
 
@@ -80,7 +80,7 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
             else:
                 log(f"{name}: training")
                 started = time.perf_counter()
-                report = run(cfg, resume=True, log=lambda *a: None)  # a killed run continues from its last.pt
+                report = fit(cfg, resume=True, log=lambda *a: None)  # a killed run continues from its last.pt
                 report["wall_s"] = round(time.perf_counter() - started, 1)  # kept so resumed sweeps can sum it
                 write_atomic(folder / "report.json", lambda t: Path(t).write_text(json.dumps(report, indent=1)))
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})

@@ -1,7 +1,7 @@
 """Readers for standard on-disk data set formats, and augmentation transforms written in plain torch."""
 from .base import TensorImageDataset, TransformedDataset, pad_to_size, reformat, repeat_channels
 from .cifar import RestrictedUnpickler, UnsafePickleError, cifar, load_pickle
-from .datasets import DATASET_NAMES, build_dataset
+from .datasets import DATASET_NAMES, DATASETS, DatasetInfo, build_dataset, dataset_info
 from .idx import read_idx, write_idx
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, decode_image, image_folder
 from .mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, mnist
@@ -12,7 +12,7 @@ from .transforms import (center_crop, normalize, random_crop, random_hflip, rand
 __all__ = [
     "read_idx", "write_idx",
     # readers
-    "build_dataset", "DATASET_NAMES", "cifar", "mnist", "image_folder",
+    "build_dataset", "dataset_info", "DATASETS", "DATASET_NAMES", "DatasetInfo", "cifar", "mnist", "image_folder",
     "TensorImageDataset", "TransformedDataset", "ImageFolderDataset",
     "reformat", "pad_to_size", "repeat_channels", "decode_image", "load_pickle",
     "RestrictedUnpickler", "UnsafePickleError",

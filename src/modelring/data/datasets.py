@@ -11,6 +11,7 @@ Expected layouts under ``root`` (details in each reader's module):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -20,7 +21,39 @@ from .cifar import cifar
 from .image_folder import image_folder
 from .mnist import mnist
 
-DATASET_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a training pipeline needs to know about a named data set besides its files.
+
+    Attributes:
+        mean, std: per-channel normalisation constants of its training images (0..1 scale).
+        default_root: where the data lies when ``data.root`` is not given (None: it must be given).
+        mirror: whether a horizontal flip keeps an image's label (not for digits).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_root: str | None = None
+    mirror: bool = True
+
+
+DATASETS = {
+    "cifar10": DatasetInfo((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": DatasetInfo((0.1307,), (0.3081,), mirror=False),
+    "fashion_mnist": DatasetInfo((0.2860,), (0.3530,), default_root="/usr/share/datasets/fashion-mnist"),
+    "imagefolder": DatasetInfo((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+}
+DATASET_NAMES = tuple(DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry of a classification data set, or a clear error naming the known ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 def _read(name: str, root: Path, train: bool) -> Dataset:
@@ -51,6 +84,5 @@ def build_dataset(name: str, root: str | os.PathLike, *, train: bool, pad_to: in
         ValueError: unknown name, or the data is corrupt.
         FileNotFoundError: the data is missing (the message says what was expected where and how to get it).
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    dataset_info(name)
     return reformat(_read(name, Path(root), train), pad_to=pad_to, channels=channels)

@@ -1,1 +1,34 @@
-"""Task-specific parts (data pipeline, loss, metrics, training loop) beyond classification: pose, multitask."""
+"""Tasks: what differs between classification, pose estimation and multi-task dense regression.
+
+``TASKS`` maps ``task.name`` to a ``Task`` (``modelring.tasks.base``); ``modelring.fit`` trains any of them with
+one loop. ``register_task`` adds one.
+"""
+from __future__ import annotations
+
+from .base import Task
+from .classification import ClassificationTask
+from .multitask.task import MultitaskTask
+from .pose.task import PoseTask
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` trainable as ``task.name: <task.name>``; returns it."""
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name``, or a clear error naming the known ones."""
+    if name not in TASKS:
+        raise ValueError(f"task.name must be one of {', '.join(sorted(TASKS))}, got {name!r}")
+    return TASKS[name]
+
+
+for _task in (ClassificationTask(), PoseTask(), MultitaskTask()):
+    register_task(_task)
+
+__all__ = ["TASKS", "Task", "get_task", "register_task"]

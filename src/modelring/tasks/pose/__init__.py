@@ -1,1 +1,1 @@
-"""Pose estimation: MPII-layout data pipeline (``modelring.data.mpii``), metrics, generator and training loop."""
+"""Pose estimation: MPII-layout data pipeline (``modelring.data.mpii``), metrics, generator and the task."""
