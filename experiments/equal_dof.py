@@ -5,7 +5,7 @@ free, as in the paper) five models with (about) the same number of trainable par
 
 - ``rpg``: one global ring, even sampling, permutation + reflection (modelring's default);
 - ``hashednets``: HashedNets (Chen et al. 2015): each layer its own bucket vector of the same fraction, every
-  weight hashed independently to a bucket with a sign hash (``ring.rings=per_layer ring.sampling=independent``);
+  weight hashed independently to a bucket with a sign hash (``method=hashednets``);
 - ``prune``: the dense ResNet-20 trained for half the steps, then global magnitude pruning of the same conv
   weights down to the ring's size, fine-tuned for the other half with the mask held (same total epochs);
 - ``thin``: a dense ResNet-20 whose width (16 in the paper) is scaled so its parameter count is closest;
@@ -30,7 +30,7 @@ from results_table import group_by_setting, machine, mean_std, pyplot, write_mar
 import modelring as mr
 from modelring.config import load_config
 from modelring.sweep import run_settings
-from modelring.train import apply_ring
+from modelring.methods import apply_method
 
 RECIPE = "configs/fmnist_resnet20_rpg.yaml"
 METHODS = ("rpg", "hashednets", "prune", "thin", "shallow")
@@ -47,7 +47,7 @@ def width_for(name: str, target: int, widths=range(1, 65)) -> int:
 
 def rpg_dof(ring_size: float) -> int:
     cfg = load_config(RECIPE, [f"ring.size={ring_size}"])
-    model = apply_ring(mr.create_model("resnet20", num_classes=10, in_chans=1), cfg["ring"])
+    model = apply_method(mr.create_model("resnet20", num_classes=10, in_chans=1), cfg)
     return mr.count_params(model).dof
 
 
@@ -55,12 +55,10 @@ def settings_for(budget: float) -> list[dict]:
     target = rpg_dof(budget)
     return [
         {"label": f"rpg_{budget}", "ring.size": budget},
-        {"label": f"hashednets_{budget}", "ring.size": budget, "ring.rings": "per_layer",
-         "ring.sampling": "independent"},
-        {"label": f"prune_{budget}", "ring.enabled": False, "prune.enabled": True, "prune.keep": budget,
-         "prune.at": 0.5},
-        {"label": f"thin_{budget}", "ring.enabled": False, "model.kwargs.width": width_for("resnet20", target)},
-        {"label": f"shallow_{budget}", "ring.enabled": False, "model.name": "resnet8",
+        {"label": f"hashednets_{budget}", "method": "hashednets", "ring.size": budget},
+        {"label": f"prune_{budget}", "method": "prune-global", "prune.keep": budget, "prune.at": 0.5},
+        {"label": f"thin_{budget}", "method": "dense", "model.kwargs.width": width_for("resnet20", target)},
+        {"label": f"shallow_{budget}", "method": "dense", "model.name": "resnet8",
          "model.kwargs.width": width_for("resnet8", target)},
     ]
 
@@ -78,7 +76,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     started = time.time()
-    settings = [s for b in args.budgets for s in settings_for(b)] + [{"label": "dense", "ring.enabled": False}]
+    settings = [s for b in args.budgets for s in settings_for(b)] + [{"label": "dense", "method": "dense"}]
     overrides = [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.test_limit={args.test}",
                  f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false"]
     rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=overrides, out=args.runs)

@@ -29,7 +29,7 @@ import torch
 from modelring.config import load_config
 from modelring.io import write_atomic
 from modelring.tasks.multitask.synth import write_dataset
-from modelring.train import run
+from modelring.loop import fit
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "multitask_rpg.yaml"
 REUSE = {"no reuse": (False, False), "reuse, shared BN": (True, False), "reuse, new BN": (True, True)}
@@ -59,7 +59,7 @@ def overrides(cell: dict, args) -> list[str]:
          f"new_norm: {str(cell['new_bn']).lower()}}}"
     items = [f"model.kwargs={kw}", f"data.root={args.data}", f"data.image_size={args.image_size}",
              f"train.epochs={args.epochs}", f"train.seed={cell['seed']}", f"train.threads={args.threads}",
-             "train.progress=false", "out.tensorboard=false", f"ring.enabled={str(cell['ring']).lower()}",
+             "train.progress=false", "out.tensorboard=false", f"method={'rpg' if cell['ring'] else 'dense'}",
              f"ring.size={args.ring_size}", f"ring.seed={cell['seed']}"]
     if cell["ring"]:
         items += [f"ring.permute={str(cell['permute']).lower()}", f"ring.reflect={str(cell['reflect']).lower()}"]
@@ -77,7 +77,7 @@ def run_cell(cell: dict, args) -> dict:
     if not (out / "report.json").is_file():
         cfg = load_config(RECIPE, overrides(cell, args) + [f"out.dir={out}"])
         print(f"\n=== {cell['cell']} (seed {cell['seed']}) -> {out}", flush=True)
-        run(cfg, resume=True, log=lambda *a: print(*a, flush=True))
+        fit(cfg, resume=True, log=lambda *a: print(*a, flush=True))
     report = json.loads((out / "report.json").read_text())
     return {**{k: cell[k] for k in ("cell", "reuse", "new_bn", "permute", "reflect", "seed")},
             "dof": report["dof"], "ring": report["ring"], "free": report["free"], "virtual": report["dense_params"],

@@ -1,6 +1,6 @@
 """Experiment: pose variants (a)-(d) of issue 5 on generated MPII-layout data, PCKh@0.5 against DoF.
 
-Runs ``configs/pose_independent.yaml`` (the shared recipe; ``pose.variant`` switches the model) for
+Runs ``configs/pose_independent.yaml`` (the shared recipe; ``pose.reuse`` and ``method`` switch the model) for
   independent  every refinement stage its own dense module            (largest DoF)
   reuse        CPM-style: one refinement module applied S-1 times, new BN per application
   rpg          every stage its own module, all generated from one global ring sized so that the DoF equals
@@ -31,18 +31,24 @@ from modelring.config import load_config
 from modelring.io import write_atomic
 from modelring.sweep import mean_std, write_csv
 from modelring.tasks.pose.synth import write_dataset
-from modelring.tasks.pose.train import build_pose_model
-from modelring.train import run
+from modelring.config import POSE_VARIANTS
+from modelring.loop import build_model, fit
+from modelring.tasks import get_task
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pose_independent.yaml"
 
 
 def config(args, variant: str, ring: int | None, seed: int, out: Path) -> dict:
     """The recipe with this run's variant, ring size, seed, data and schedule."""
-    items = [f"pose.variant={variant}", f"train.seed={seed}", f"data.root={args.data}", f"out.dir={out}",
+    reuse, method = POSE_VARIANTS[variant]
+    items = [f"pose.reuse={reuse}", f"method={method}", f"train.seed={seed}", f"data.root={args.data}", f"out.dir={out}",
              f"train.epochs={args.epochs}", "train.threads=1", "train.progress=false", "out.tensorboard=false",
              f"pose.input_size={args.input_size}", f"pose.heatmap_size={args.input_size // 4}"]
     return load_config(RECIPE, items + ([f"ring.size={ring}", f"ring.seed={seed}"] if ring else []))
+
+
+def build_pose_model(cfg: dict):
+    return build_model(get_task("pose"), cfg, None)
 
 
 def free_params(args, variant: str) -> int:
@@ -72,7 +78,7 @@ def run_one(args, label: str, variant: str, ring: int | None, seed: int) -> dict
     if not (out / "report.json").is_file():
         started = time.perf_counter()
         lines = io.StringIO()
-        run(config(args, variant, ring, seed, out), resume=True, log=lambda *a: print(*a, file=lines))
+        fit(config(args, variant, ring, seed, out), resume=True, log=lambda *a: print(*a, file=lines))
         (out / "train_s.txt").write_text(f"{time.perf_counter() - started:.1f}")
         (out / "log.txt").write_text(lines.getvalue())
     report = json.loads((out / "report.json").read_text())

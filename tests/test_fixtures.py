@@ -74,7 +74,7 @@ def test_run_folder_of_the_previous_release_resumes_to_the_same_final_model(kind
     import shutil
 
     from modelring.config import load_config
-    from modelring.fit import fit
+    from modelring.loop import fit
 
     monkeypatch.chdir(old_data)
     folder = old_data / "runs" / kind

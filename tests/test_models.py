@@ -9,15 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from modelring.models import create_model, imagenet_resnet, list_models, register_model
+from modelring.models import create_model, imagenet_resnet, list_models, model_info, register_model
 
-TASK_MODELS = {"pose_cpm", "multitask_net"}  # heatmap / dense-regression nets, tested in test_pose_* / test_multitask_*
-ALL_MODELS = [name for name in list_models() if name not in TASK_MODELS]
-IMAGENET_MODELS = set(imagenet_resnet.__all__)
+# the classifier contract is read from what each model declares; pose / multi-task nets: test_pose_*, test_multitask_*
+ALL_MODELS = [name for name in list_models() if model_info(name).task == "classification"]
 
 
 def _input(name: str, batch: int = 2, chans: int = 3) -> torch.Tensor:
-    size = 64 if name in IMAGENET_MODELS else 32
+    size = min(model_info(name).input_size[1], 64)  # ImageNet models run on 64x64 here, for speed
     return torch.randn(batch, chans, size, size, generator=torch.Generator().manual_seed(0))
 
 
@@ -49,6 +48,22 @@ def test_forward_backward(name):
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
+
+
+def test_models_declare_task_and_input_size():
+    assert {name: model_info(name).task for name in list_models() if model_info(name).task != "classification"} \
+        == {"pose_cpm": "pose", "multitask_net": "multitask"}
+    assert model_info("resnet18").input_size == (3, 224, 224) and model_info("resnet20").input_size == (3, 32, 32)
+    for name in list_models():  # the declared input size runs (ImageNet sizes too, at batch 1)
+        c, h, w = model_info(name).input_size
+        model = create_model(name).eval()
+        with torch.no_grad():
+            out = model(torch.zeros(1, c, h, w))
+        assert all(torch.isfinite(v).all() for v in (out.values() if isinstance(out, dict) else [out])), name
+        stages = model.stage_names()  # every model names its stages (one local ring per stage)
+        assert stages and all(s in dict(model.named_modules()) for s in stages), name
+    with pytest.raises(ValueError, match="unknown model"):
+        model_info("resnet21")
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

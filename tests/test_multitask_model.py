@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import modelring as mr
-from modelring.train import apply_ring
+from modelring.methods import convert_as as apply_ring
 from modelring.config import default_config
 
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from modelring import cli
-from modelring import train as T
+from modelring import loop as T
 from modelring.config import load_config
 from modelring.tasks.multitask.synth import write_dataset
 
@@ -33,7 +33,7 @@ def _config(root, out, **changes):
 @pytest.fixture(scope="module")
 def finished(scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "full"
-    report = T.run(_config(scenes, out), log=lambda *a: None)
+    report = T.fit(_config(scenes, out), log=lambda *a: None)
     return out, report
 
 
@@ -46,7 +46,7 @@ def test_losses_fall_and_run_files(finished):
     for name in ("config.yaml", "metrics.csv", "last.pt", "best.safetensors", "model.safetensors", "report.json"):
         assert (out / name).is_file(), name
     assert report["ring"] == 800 and report["dof"] == report["ring"] + report["free"]
-    assert report["test_images"] == 16 and 0 < report["test_depth_rmse"] < 10
+    assert report["test_count"] == 16 and 0 < report["test_depth_rmse"] < 10
     assert report["checkpoint_bytes"] < report["dense_checkpoint_bytes"]
 
 
@@ -58,9 +58,9 @@ def test_kill_and_resume_equals_uninterrupted_run(scenes, finished, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        T.run(_config(scenes, out), log=die_after_first_epoch)
+        T.fit(_config(scenes, out), log=die_after_first_epoch)
     assert not (out / "report.json").exists()
-    T.run(_config(scenes, out), resume=True, log=lambda *a: None)
+    T.fit(_config(scenes, out), resume=True, log=lambda *a: None)
     expected, resumed = load_file(finished[0] / "model.safetensors"), load_file(out / "model.safetensors")
     assert expected.keys() == resumed.keys()
     for key in expected:
@@ -80,15 +80,15 @@ def test_eval_command_prints_the_metrics_table(finished, capsys):
 
 def test_config_mistakes_are_clear_errors(scenes, tmp_path):
     with pytest.raises(ValueError, match="data.name: s2d3ds"):
-        T.run(_config(scenes, tmp_path / "a", **{"data.name": "cifar10"}))
+        T.fit(_config(scenes, tmp_path / "a", **{"data.name": "cifar10"}))
     with pytest.raises(ValueError, match="multitask.depth_loss must be l1 or l2"):
-        T.run(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))
+        T.fit(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))
     with pytest.raises(ValueError, match="unknown key 'multitask.depth_wieght'"):
         _config(scenes, tmp_path / "c", **{"multitask.depth_wieght": 2.0})
 
 
 def test_losses_use_only_valid_pixels():
-    from modelring.tasks.multitask.train import depth_loss, normal_loss
+    from modelring.tasks.multitask.task import depth_loss, normal_loss
 
     pred, target = torch.tensor([1.0, 5.0, 2.0]).view(1, 1, 1, 3), torch.tensor([0.0, 0.0, 0.0]).view(1, 1, 1, 3)
     valid = torch.tensor([[[True, False, True]]])

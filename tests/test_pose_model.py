@@ -1,4 +1,5 @@
-"""The multi-stage pose network and its variant switch: independent, reuse (+ new norms), rpg, reuse_rpg."""
+"""The multi-stage pose network and the paper's four variants: independent, reuse (+ new norms), rpg, reuse + rpg
+(``pose.reuse`` x ``method``; the older ``pose.variant`` key still reads)."""
 import pytest
 import torch
 
@@ -6,7 +7,8 @@ import modelring as mr
 from modelring.config import load_config
 from modelring.convert import ring_names
 from modelring.models import create_model
-from modelring.tasks.pose.train import build_pose_model, variant_switches
+from modelring.loop import build_model
+from modelring.tasks import get_task
 
 SMALL = {"width": 8, "stages": 3, "stage_depth": 2}
 
@@ -54,19 +56,22 @@ def test_reuse_without_new_norm_shares_norms_too():
     assert model.refine.norms_of(0) == model.refine.norms_of(1)
 
 
-@pytest.mark.parametrize("variant, reuse, rings", [("independent", False, 0), ("reuse", True, 0),
-                                                   ("rpg", False, 1), ("reuse_rpg", True, 1)])
-def test_variant_switch(variant, reuse, rings):
-    cfg = load_config(None, ["task.name=pose", "model.name=pose_cpm", f"pose.variant={variant}", "pose.stages=3",
-                             "model.kwargs.width=8", "model.kwargs.stage_depth=2", "ring.size=500",
-                             "ring.exclude=[backbone.stem.weight]", "ring.enabled=false"])
-    model = build_pose_model(cfg)
+@pytest.mark.parametrize("variant, reuse, method", [("independent", False, "dense"), ("reuse", True, "dense"),
+                                                    ("rpg", False, "rpg"), ("reuse_rpg", True, "rpg")])
+def test_four_variants_and_the_older_variant_key(variant, reuse, method):
+    common = ["task.name=pose", "model.name=pose_cpm", "pose.stages=3", "model.kwargs.width=8",
+              "model.kwargs.stage_depth=2", "ring.size=500", "ring.exclude=[backbone.stem.weight]"]
+    cfg = load_config(None, common + [f"pose.reuse={reuse}", f"method={method}"])
+    # the older switch decided conversion itself, whatever ring.enabled said
+    assert load_config(None, common + [f"pose.variant={variant}", "ring.enabled=false"]) == cfg
+    model = build_model(get_task("pose"), cfg, None)
+    rings = int(method == "rpg")
     assert model.reuse is reuse and len(ring_names(model)) == rings
     counts = mr.count_params(model)
     assert counts.ring == 500 * rings and counts.dof == counts.ring + counts.free
     assert model(_x()).shape == (2, 3, 16, 8, 8)
-    with pytest.raises(ValueError, match="pose.variant must be one of"):
-        variant_switches("shared")
+    with pytest.raises(ValueError, match="pose.variant .* must be one of"):
+        load_config(None, common + ["pose.variant=shared"])
 
 
 def test_converted_reuse_model_saves_and_loads_from_the_registry(tmp_path):

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import modelring as mr
-import modelring.tasks.pose.train as P
+import modelring.loop as P
 from modelring.cli import main
 from modelring.config import load_config
 from modelring.tasks.pose.synth import write_dataset
-from modelring.train import run
+from modelring.loop import fit as run
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def pose_root(tmp_path_factory):
 def _config(root, out, **overrides):
     items = ["task.name=pose", "model.name=pose_cpm", "data.name=mpii", f"data.root={root}", f"out.dir={out}",
              "model.kwargs={width: 8, stage_depth: 1}", "pose.stages=2", "pose.input_size=32", "pose.heatmap_size=8",
-             "pose.variant=reuse_rpg", "ring.size=600", "ring.exclude=[backbone.stem.weight]", "train.epochs=3",
+             "pose.reuse=true", "method=rpg", "ring.size=600", "ring.exclude=[backbone.stem.weight]", "train.epochs=3",
              "train.batch_size=8", "train.eval_batch_size=8", "train.lr=0.01", "train.threads=1",
              "train.progress=false", "out.tensorboard=false", "train.warmup_epochs=0"]
     return load_config(None, items + [f"{k}={v}" for k, v in overrides.items()])
@@ -34,8 +34,8 @@ def test_training_loss_falls_and_writes_everything(pose_root, tmp_path):
     assert len(rows) == 4 and rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
     for name in ["metrics.csv", "config.yaml", "last.pt", "best.safetensors", "model.safetensors", "report.json"]:
         assert (tmp_path / "run" / name).is_file(), name
-    assert report["variant"] == "reuse_rpg" and report["ring"] == 600
-    assert 0.0 <= report["test_pckh"] <= 1.0 and set(report["pckh_per_joint"]) >= {"head_top", "l_wrist"}
+    assert report["method"] == "rpg" and report["task"] == "pose" and report["ring"] == 600
+    assert 0.0 <= report["test_pckh"] <= 1.0 and set(report["test_pckh_per_joint"]) >= {"head_top", "l_wrist"}
     assert report["checkpoint_bytes"] < report["dense_checkpoint_bytes"]
     assert mr.count_params(mr.load(tmp_path / "run" / "model.safetensors")).ring == 600
 
@@ -55,11 +55,11 @@ def test_kill_and_resume_equals_uninterrupted_run(pose_root, tmp_path, monkeypat
     interrupted = tmp_path / "interrupted"
     real, calls = P.train_one_epoch, []
 
-    def dies_in_second_epoch(*args):
+    def dies_in_second_epoch(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(P, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -75,8 +75,8 @@ def test_kill_and_resume_equals_uninterrupted_run(pose_root, tmp_path, monkeypat
 def test_bad_config_is_refused_clearly(pose_root, tmp_path):
     with pytest.raises(ValueError, match="set data.name=mpii"):
         run(_config(pose_root, tmp_path / "a", **{"data.name": "cifar10"}), log=lambda *a: None)
-    with pytest.raises(ValueError, match="pose.variant must be one of"):
-        run(_config(pose_root, tmp_path / "b", **{"pose.variant": "cpm"}), log=lambda *a: None)
+    with pytest.raises(ValueError, match="method must be one of"):
+        run(_config(pose_root, tmp_path / "b", **{"method": "cpm"}), log=lambda *a: None)
     with pytest.raises(FileNotFoundError, match="no MPII annotation file"):
         run(_config(tmp_path / "nowhere", tmp_path / "c"), log=lambda *a: None)
     with pytest.raises(ValueError, match="unknown key 'pose.sigmaa'"):

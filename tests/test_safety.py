@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import modelring as mr
-import modelring.train as T
+import modelring.loop as T
 from modelring.config import load_config
 from modelring.runfiles import load_checkpoint
 
@@ -39,11 +39,11 @@ def test_pickle_handed_to_load_as_a_model_file_is_refused(tmp_path):
 def test_truncated_training_checkpoint_is_a_clear_error(fmnist_root, tmp_path):
     cfg = load_config(None, [f"data.root={fmnist_root}", f"out.dir={tmp_path}", "train.epochs=1",
                              "train.progress=false", "out.tensorboard=false", "data.pad_to=32"])
-    T.run(cfg, log=lambda *a: None)
+    T.fit(cfg, log=lambda *a: None)
     data = (tmp_path / "last.pt").read_bytes()
     (tmp_path / "last.pt").write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="not a readable modelring checkpoint"):
-        T.run(cfg, resume=True, log=lambda *a: None)
+        T.fit(cfg, resume=True, log=lambda *a: None)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, monkeypatch):
@@ -64,7 +64,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, mo
 
     monkeypatch.setattr(T, "build_model", poisoned)
     with pytest.raises(FloatingPointError, match="loss became nan in epoch 2"):
-        T.run(cfg, log=lambda *a: None)
+        T.fit(cfg, log=lambda *a: None)
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values()
                                        if v.is_floating_point())

@@ -14,7 +14,7 @@ def test_grid_and_names():
     grid = parse_grid(["ring.size=0.01,0.1", "ring.block=1,16"])
     assert grid == {"ring.size": [0.01, 0.1], "ring.block": [1, 16]}
     combos = combinations(grid, dense=True)
-    assert len(combos) == 5 and combos[-1] == {"ring.enabled": False}
+    assert len(combos) == 5 and combos[-1] == {"method": "dense"}
     assert run_name(combos[0], 3) == "size=0.01_block=1_seed3" and run_name(combos[-1], 0) == "dense_seed0"
     with pytest.raises(ValueError, match="must look like"):
         parse_grid(["ring.size"])
@@ -54,8 +54,8 @@ def test_tiny_sweep_end_to_end_and_resume(fmnist_root, tmp_path, capsys):
 
 def test_labelled_settings_name_runs_and_record_wall_time(fmnist_root, tmp_path):
     from modelring.sweep import run_settings
-    settings = [{"label": "thin", "ring.enabled": False, "model.kwargs.width": 2},
-                {"label": "hashed", "ring.size": 0.1, "ring.rings": "per_layer", "ring.sampling": "independent"}]
+    settings = [{"label": "thin", "method": "dense", "model.kwargs.width": 2},
+                {"label": "hashed", "method": "hashednets", "ring.size": 0.1}]
     rows = run_settings(RECIPE, settings, seeds=[0], out=tmp_path, log=lambda *a: None,
                         overrides=[f"data.root={fmnist_root}", "train.epochs=1", "train.progress=false",
                                    "out.tensorboard=false", "data.train_limit=64", "data.test_limit=32"])
@@ -66,4 +66,4 @@ def test_labelled_settings_name_runs_and_record_wall_time(fmnist_root, tmp_path)
     report = json.loads((tmp_path / "hashed_seed0" / "report.json").read_text())
     assert report["wall_s"] > 0 and report == {k: v for k, v in rows[1].items() if k in report}
     config = (tmp_path / "hashed_seed0" / "config.yaml").read_text()
-    assert "rings: per_layer" in config and "sampling: independent" in config
+    assert "method: hashednets" in config and report["method"] == "hashednets"

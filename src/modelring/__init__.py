@@ -2,11 +2,12 @@
 from .convert import DEFAULT_TYPES, convert, is_converted, materialize, rings_by_prefix, rings_per_stage
 from .count import count_params
 from .diagnose import wiring_report
+from .loop import fit
 from .io import load, save
 from .models import create_model, list_models, register_model
 from .wiring import WIRING_VERSION
 
 __version__ = "0.1.0"
-__all__ = ["DEFAULT_TYPES", "WIRING_VERSION", "convert", "count_params", "create_model", "is_converted",
+__all__ = ["DEFAULT_TYPES", "WIRING_VERSION", "convert", "count_params", "create_model", "fit", "is_converted",
            "list_models", "load", "materialize", "register_model", "rings_by_prefix", "rings_per_stage", "save",
            "wiring_report"]

@@ -66,7 +66,7 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     """Train from a YAML recipe with dotted overrides."""
-    from .fit import fit
+    from .loop import fit
 
     cfg = load_config(args.config, args.overrides)
     fit(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -85,7 +85,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_eval(args) -> int:
     """Evaluate a run's model (or any model file) on the test split of the run's data, with the task's metrics."""
-    from .fit import evaluate_model
+    from .loop import evaluate_model
     from .io import load
 
     run_dir = Path(args.run)
@@ -118,8 +118,8 @@ def cmd_export(args) -> int:
         dense.eval()
         shape = _parse_shape(args.input_shape) if args.input_shape else example_input_shape(dense)
         if not args.input_shape:
-            print(f"ONNX example input {shape} read from the model (channels; 32 per spatial axis assumed); pass "
-                  "--input-shape C,H,W for another size")
+            print(f"ONNX example input {shape} read from the model (channels, and the size its registry entry "
+                  "declares); pass --input-shape C,H,W for another size")
         torch.onnx.export(dense, (torch.randn(2, *shape),), args.onnx, input_names=["input"], output_names=["output"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},))
         print(f"wrote {args.onnx}: input (batch, {', '.join(map(str, shape))}) with a dynamic batch axis "
@@ -138,11 +138,16 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def example_input_shape(model: torch.nn.Module) -> tuple[int, ...]:
-    """One input's shape (no batch) read from the model's first conv or linear layer: its input channels, and
-    32 along each spatial axis of a conv (the CIFAR size; pass --input-shape for others)."""
+    """One input's shape (no batch): the input channels of the model's first conv or linear layer, and for a conv
+    the spatial size its registry entry declares (``model_info``; 32 per axis for a model from elsewhere)."""
+    from .models import model_info
+
+    spec = getattr(model, "modelring_model_spec", None)
+    size = model_info(spec["name"]).input_size[1:] if spec else None
     for module in model.modules():
         if isinstance(module, torch.nn.modules.conv._ConvNd):
-            return (module.in_channels, *[32] * len(module.kernel_size))
+            dims = len(module.kernel_size)
+            return (module.in_channels, *(size if size and len(size) == dims else [32] * dims))
         if isinstance(module, torch.nn.Linear):
             return (module.in_features,)
     raise ValueError("cannot tell the model's input shape (no conv or linear layer): pass --input-shape")

@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import load_config, parse_value
 from .io import write_atomic
 from .runfiles import config_differences
-from .fit import fit
+from .loop import fit
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:

@@ -5,9 +5,9 @@ Importing this package registers every family, so ``create_model("resnet20")``
 and ``list_models("resnet*")`` work right away.
 """
 
-from .registry import create_model, list_models, register_model
+from .registry import ModelInfo, create_model, list_models, model_info, register_model
 from . import cifar_resnet, imagenet_resnet  # noqa: F401  (import registers the models)
 from . import multitask  # noqa: F401
 from . import pose  # noqa: F401  (pose_cpm, issue 5)
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

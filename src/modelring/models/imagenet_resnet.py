@@ -28,7 +28,7 @@ def _imagenet_resnet(block: Block, layers: list[int], num_classes: int, in_chans
     )
 
 
-@register_model
+@register_model(input_size=(3, 224, 224))
 def resnet18(*, num_classes: int = 1000, in_chans: int = 3, zero_init_residual: bool = False,
              **kwargs: Any) -> ResNet:
     """ImageNet ResNet-18 ([2, 2, 2, 2] BasicBlocks, 11.7M params).
@@ -46,7 +46,7 @@ def resnet18(*, num_classes: int = 1000, in_chans: int = 3, zero_init_residual: 
                             zero_init_residual=zero_init_residual, **kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 224, 224))
 def resnet34(*, num_classes: int = 1000, in_chans: int = 3, zero_init_residual: bool = False,
              **kwargs: Any) -> ResNet:
     """ImageNet ResNet-34 ([3, 4, 6, 3] BasicBlocks, 21.8M params).
@@ -64,7 +64,7 @@ def resnet34(*, num_classes: int = 1000, in_chans: int = 3, zero_init_residual: 
                             zero_init_residual=zero_init_residual, **kwargs)
 
 
-@register_model
+@register_model(input_size=(3, 224, 224))
 def resnet50(*, num_classes: int = 1000, in_chans: int = 3, zero_init_residual: bool = False,
              **kwargs: Any) -> ResNet:
     """ImageNet ResNet-50 ([3, 4, 6, 3] Bottlenecks, v1.5, 25.6M params).

@@ -140,7 +140,7 @@ class MultiTaskNet(nn.Module):
         return out
 
 
-@register_model
+@register_model(task="multitask", input_size=(3, 48, 48))
 def multitask_net(*, num_classes: int = 13, in_chans: int = 3, width: int = 16, levels: int = 3,
                   reuse: bool = False, new_norm: bool = True, share_decoder: bool = False) -> MultiTaskNet:
     """Multi-task dense regression network (depth, normals, segmentation); see :class:`MultiTaskNet`."""

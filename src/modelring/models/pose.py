@@ -106,7 +106,7 @@ class PoseMachine(nn.Module):
         return ["backbone", "stage1"] + (["refine"] if self.stages > 1 else [])
 
 
-@register_model
+@register_model(task="pose", input_size=(3, 64, 64))
 def pose_cpm(*, num_joints: int = 16, stages: int = 4, width: int = 32, reuse: bool = False,
              new_norm: bool = True, in_chans: int = 3, stage_depth: int = 3, kernel_size: int = 3) -> PoseMachine:
     """CPM-style multi-stage heatmap network (see :class:`PoseMachine` for the arguments).

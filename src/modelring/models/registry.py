@@ -15,22 +15,43 @@ import copy
 import difflib
 import fnmatch
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model is for.
+
+    Attributes:
+        task: the task whose outputs it produces (``classification`` models meet the classifier contract:
+            ``forward_features``, ``forward_head(pre_logits=)``, ``reset_classifier``, ``num_features``).
+        input_size: (channels, height, width) of the input it was designed for (other sizes may work).
+    """
+
+    task: str = "classification"
+    input_size: tuple[int, int, int] = (3, 32, 32)
+
+
 _MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_MODEL_INFO: dict[str, ModelInfo] = {}
 
 
-def register_model(fn: F) -> F:
-    """Register a model builder under its function name.
+def register_model(fn: F | None = None, *, task: str = "classification",
+                   input_size: tuple[int, int, int] = (3, 32, 32)):
+    """Register a model builder under its function name, with what it is for.
+
+    Use as ``@register_model`` (a 32x32 RGB classifier) or ``@register_model(task="pose", input_size=(3, 64, 64))``.
 
     Args:
         fn: Keyword-only builder, e.g. ``def resnet20(*, num_classes=10, in_chans=3, **kwargs)``.
+        task, input_size: the model's ``ModelInfo``.
 
     Returns:
         ``fn`` unchanged, so this works as a decorator.
@@ -38,11 +59,26 @@ def register_model(fn: F) -> F:
     Raises:
         ValueError: If a model with the same name is already registered.
     """
-    name = fn.__name__
-    if name in _MODEL_REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _MODEL_REGISTRY[name] = fn
-    return fn
+    info = ModelInfo(task, tuple(input_size))
+
+    def register(builder: F) -> F:
+        name = builder.__name__
+        if name in _MODEL_REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODEL_REGISTRY[name], _MODEL_INFO[name] = builder, info
+        return builder
+    return register(fn) if fn is not None else register
+
+
+def model_info(name: str) -> ModelInfo:
+    """The ``ModelInfo`` a registered model declared.
+
+    Raises:
+        ValueError: If ``name`` is not registered (the message suggests close matches).
+    """
+    if name not in _MODEL_INFO:
+        raise ValueError(_unknown_model_message(name))
+    return _MODEL_INFO[name]
 
 
 def list_models(pattern: str = "*") -> list[str]:

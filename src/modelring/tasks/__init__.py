@@ -1,6 +1,6 @@
 """Tasks: what differs between classification, pose estimation and multi-task dense regression.
 
-``TASKS`` maps ``task.name`` to a ``Task`` (``modelring.tasks.base``); ``modelring.fit`` trains any of them with
+``TASKS`` maps ``task.name`` to a ``Task`` (``modelring.tasks.base``); ``modelring.loop`` trains any of them with
 one loop. ``register_task`` adds one.
 """
 from __future__ import annotations

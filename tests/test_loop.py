@@ -1,4 +1,4 @@
-"""The training loop on tiny Fashion-MNIST-format files: loss falls, kill + resume equals an uninterrupted run."""
+"""The run loop (modelring.loop) on tiny Fashion-MNIST-format files: loss falls, kill + resume equals an uninterrupted run."""
 import json
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import modelring as mr
-import modelring.train as T
+import modelring.loop as T
+from modelring.optim import lr_factor, param_groups
 from modelring.config import load_config
 from modelring.runfiles import load_checkpoint
 
@@ -19,7 +20,7 @@ def _config(root, out, **overrides):
 
 
 def test_training_learns_and_writes_everything(fmnist_root, tmp_path):
-    report = T.run(_config(fmnist_root, tmp_path / "run", **{"train.epochs": 5}), log=lambda *a: None)
+    report = T.fit(_config(fmnist_root, tmp_path / "run", **{"train.epochs": 5}), log=lambda *a: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
     assert rows[-1]["train_top1"] > 0.8
@@ -32,7 +33,7 @@ def test_training_learns_and_writes_everything(fmnist_root, tmp_path):
 
 def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
-    T.run(_config(fmnist_root, straight), log=lambda *a: None)
+    T.fit(_config(fmnist_root, straight), log=lambda *a: None)
     interrupted = tmp_path / "interrupted"
     real, calls = T.train_one_epoch, []
 
@@ -44,9 +45,9 @@ def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeyp
 
     monkeypatch.setattr(T, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        T.run(_config(fmnist_root, interrupted), log=lambda *a: None)
+        T.fit(_config(fmnist_root, interrupted), log=lambda *a: None)
     monkeypatch.setattr(T, "train_one_epoch", real)
-    T.run(_config(fmnist_root, interrupted), resume=True, log=lambda *a: None)
+    T.fit(_config(fmnist_root, interrupted), resume=True, log=lambda *a: None)
     a = torch.load(straight / "last.pt", weights_only=True)["model"]
     b = torch.load(interrupted / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
@@ -55,34 +56,34 @@ def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeyp
 
 
 def test_resume_refuses_a_changed_config(fmnist_root, tmp_path):
-    T.run(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1}), log=lambda *a: None)
+    T.fit(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1}), log=lambda *a: None)
     with pytest.raises(ValueError, match="ring.size: 0.2 -> 0.3"):
-        T.run(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1, "ring.size": 0.3}), resume=True,
+        T.fit(_config(fmnist_root, tmp_path / "r", **{"train.epochs": 1, "ring.size": 0.3}), resume=True,
               log=lambda *a: None)
 
 
 def test_schedules():
     tc = load_config(None)["train"]
     tc.update(epochs=90, warmup_epochs=0, decay_epochs=45)
-    assert T.lr_factor(45, {**tc, "schedule": "paper"}) == pytest.approx(0.1)
-    assert T.lr_factor(31, {**tc, "schedule": "step", "step_epochs": 30}) == pytest.approx(0.1)
-    assert T.lr_factor(45, {**tc, "schedule": "cosine"}) == pytest.approx(0.5)
-    assert T.lr_factor(0.5, {**tc, "warmup_epochs": 1, "schedule": "constant"}) == pytest.approx(0.5)
+    assert lr_factor(45, {**tc, "schedule": "paper"}) == pytest.approx(0.1)
+    assert lr_factor(31, {**tc, "schedule": "step", "step_epochs": 30}) == pytest.approx(0.1)
+    assert lr_factor(45, {**tc, "schedule": "cosine"}) == pytest.approx(0.5)
+    assert lr_factor(0.5, {**tc, "warmup_epochs": 1, "schedule": "constant"}) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="train.schedule"):
-        T.lr_factor(1, {**tc, "schedule": "linear"})
+        lr_factor(1, {**tc, "schedule": "linear"})
 
 
 def test_param_groups_put_ring_decay_apart():
     cfg = load_config(None, ["train.ring_weight_decay=0.0", "train.weight_decay=0.001"])
     model = mr.convert(mr.create_model("resnet20"), 0.1)
-    groups = {g["name"]: g for g in T.param_groups(model, cfg)}
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
     assert groups["ring"]["weight_decay"] == 0.0 and groups["free"]["weight_decay"] == 0.001
     assert [p.numel() for p in groups["ring"]["params"]] == [model.modelring_ring0.numel()]
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="fashion"):
-        T.run(_config(tmp_path / "nothing", tmp_path / "out"), log=lambda *a: None)
+        T.fit(_config(tmp_path / "nothing", tmp_path / "out"), log=lambda *a: None)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -104,7 +105,7 @@ def test_imagefolder_pipeline_end_to_end(tmp_path):
     cfg = load_config(None, [f"data.root={tmp_path / 'data'}", "data.name=imagefolder", "data.image_size=32",
                              "model.name=resnet18", f"out.dir={tmp_path / 'run'}", "train.epochs=1",
                              "train.batch_size=4", "train.progress=false", "out.tensorboard=false"])
-    report = T.run(cfg, log=lambda *a: None)
+    report = T.fit(cfg, log=lambda *a: None)
     assert report["dense_params"] == sum(p.numel() for p in mr.create_model("resnet18", num_classes=2).parameters())
     assert 0.0 <= report["test_top1"] <= 1.0
 

@@ -1,0 +1,81 @@
+"""What a task is to the run loop (``modelring.loop``): the parts that differ between tasks, nothing else.
+
+A task builds its data and its (dense, unconverted) model from the config, computes the training loss of a
+batch, evaluates a model over a loader into named metrics and declares which of them selects the best model and
+in which direction. The loop owns everything else: device and DDP, AMP and the gradient scaler, the method
+(``modelring.methods``), optimizer and schedule, restore, the epoch loop, checkpoints, metrics files, the final
+model and the report. Register a new task with ``modelring.tasks.register_task``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..distributed import Dist
+
+
+class Task:
+    """Base class of a task; subclasses set the class attributes and implement the methods that raise.
+
+    Attributes:
+        name: the ``task.name`` that selects it.
+        train_fields: per-sample means reported by ``training_loss`` beside the loss (``train_<field>`` columns).
+        test_fields: scalar metrics of ``evaluate`` logged every epoch (``test_<field>`` columns).
+        optimizer_key: dotted config key naming the optimizer (sgd or adam), or None for SGD.
+        write_synthetic: optional ``(out, *, train, test, seed, image_size) -> summary`` writing a procedural data
+            set in the task's real on-disk layout (``modelring make-data``).
+    """
+
+    name: ClassVar[str]
+    train_fields: ClassVar[tuple[str, ...]] = ()
+    test_fields: ClassVar[tuple[str, ...]] = ()
+    optimizer_key: ClassVar[str | None] = None
+    write_synthetic: ClassVar[Callable[..., str] | None] = None
+
+    def check(self, cfg: dict) -> None:
+        """Refuse task options that cannot work, before anything is built (default: nothing to check)."""
+
+    def selection(self, cfg: dict) -> tuple[str, bool]:
+        """(test metric that picks the best model, whether higher is better)."""
+        raise NotImplementedError
+
+    def build_data(self, cfg: dict) -> tuple[Dataset, Dataset]:
+        """(training split, evaluation split); the training split has an ``epoch`` attribute that keys its
+        augmentation."""
+        raise NotImplementedError
+
+    def build_model(self, cfg: dict, train: Dataset) -> nn.Module:
+        """The dense registry model; ``modelring.methods.apply_method`` converts it afterwards."""
+        raise NotImplementedError
+
+    def to_device(self, batch: Any, device: torch.device, channels_last: bool) -> Any:
+        """The batch on ``device`` (images channels-last when asked)."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: Any) -> int:
+        raise NotImplementedError
+
+    def training_loss(self, model: nn.Module, batch: Any, cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """(loss to back-propagate, {train_field: mean over the batch}) for one batch already on the device."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader, cfg: dict, device: torch.device, d: Dist) -> dict:
+        """Metrics over ``loader`` summed over all ranks: at least ``loss``, ``count`` and every test field."""
+        raise NotImplementedError
+
+    def describe(self, test: dict, cfg: dict) -> str:
+        """``evaluate``'s metrics as printable text (``modelring eval`` and the end of a run)."""
+        raise NotImplementedError
+
+    def epoch_line(self, row: dict) -> str:
+        """The metrics part of the one-line epoch summary."""
+        return " ".join(f"{k} {row[k]:.4f}" for k in row if k.startswith("test_"))
+
+
+def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """Images on ``device``, channels-last when asked (4-D only)."""
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
