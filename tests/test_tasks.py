@@ -109,3 +109,33 @@ def test_a_finished_run_resumed_keeps_its_model_and_report(fmnist_root, tmp_path
     again = mr.fit(cfg, resume=True, log=messages.append)
     assert again == first and any("holds a finished run" in m for m in messages)
     assert all((tmp_path / n).read_bytes() == data for n, data in before.items())
+
+
+def test_validation_split_is_held_out_of_training_and_the_same_for_every_seed(fmnist_root, tmp_path, capsys):
+    from modelring.cli import main
+    from modelring.tasks.classification import split_validation
+
+    rest, val = split_validation(list(range(240)), 40)
+    assert len(val) == 40 and not set(val.indices) & set(rest.indices) and len(rest) + len(val) == 240
+    assert split_validation(list(range(240)), 1 / 6)[1].indices == val.indices  # a fraction, the same images
+    for bad in (0, 240, 1.5, True):
+        with pytest.raises(ValueError, match="data.val_size must be"):
+            split_validation(list(range(240)), bad)
+    task = get_task("classification")
+    splits = []
+    for seed in (0, 1):
+        cfg = load_config(None, [f"data.root={fmnist_root}", "data.val_size=40", f"train.seed={seed}",
+                                 "data.train_limit=150"])
+        train, evaluation = task.build_data(cfg)
+        assert len(train) == 150 and len(evaluation) == 40 and task.eval_split(cfg) == "val"
+        splits.append(evaluation.dataset.indices)
+    assert splits[0] == splits[1]
+    cfg = load_config(None, [f"data.root={fmnist_root}", "data.val_size=40", f"out.dir={tmp_path}", "train.epochs=1",
+                             "data.pad_to=32", "model.name=resnet8", "model.kwargs={width: 4}", "train.progress=false",
+                             "out.tensorboard=false"])
+    report = mr.fit(cfg, log=lambda *a: None)
+    assert report["val_count"] == 40 and "best_val_top1" in report and "test_top1" not in report
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0]).keys() >= {"val_top1", "val_loss"}
+    # the final number on the test set, for the model chosen on validation
+    assert main(["eval", str(tmp_path), "data.val_size=null"]) == 0
+    assert "(80 test images)" in capsys.readouterr().out

@@ -41,7 +41,10 @@ def default_config() -> dict:
                  "wiring": "cached", "rings": None, "strict": True},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
                  "image_size": 224,
-                 "train_limit": None, "test_limit": None},
+                 # val_size (classification): hold out this many training images (int) or this fraction (float),
+                 # chosen by a fixed keyed permutation (the same for every seed); the run then trains on the rest
+                 # and evaluates / selects on them (val_* columns), never on the test set
+                 "train_limit": None, "test_limit": None, "val_size": None},
         "train": {"epochs": 3, "batch_size": 128, "eval_batch_size": 500, "lr": 0.1, "momentum": 0.9,
                   "nesterov": True, "weight_decay": 1e-4, "ring_weight_decay": None, "schedule": "cosine",
                   "warmup_epochs": 0.0, "decay_epochs": 45.0, "step_epochs": 30, "gamma": 0.1,

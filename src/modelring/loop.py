@@ -87,8 +87,9 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     if d.world > 1:  # after loading: DDP broadcasts rank 0's state to every rank at construction
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         net.register_comm_hook(traffic, count_and_allreduce)
-    fields = ("epoch", "lr", "train_loss", *(f"train_{k}" for k in task.train_fields), "test_loss",
-              *(f"test_{k}" for k in task.test_fields), "images_per_s", "epoch_s")
+    split = task.eval_split(cfg)  # "test", or "val" for a split held out of the training data
+    fields = ("epoch", "lr", "train_loss", *(f"train_{k}" for k in task.train_fields), f"{split}_loss",
+              *(f"{split}_{k}" for k in task.test_fields), "images_per_s", "epoch_s")
     metrics = MetricsLog(out, cfg["out"]["tensorboard"], fields) if d.main else None
     if d.main:
         write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
@@ -107,7 +108,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         test = evaluate(task, model, test_loader, cfg, device, d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                **{f"train_{k}": stats[k] for k in ("loss", *task.train_fields)},
-               **{f"test_{k}": test[k] for k in ("loss", *task.test_fields)},
+               **{f"{split}_{k}": test[k] for k in ("loss", *task.test_fields)},
                "images_per_s": stats["images_per_s"], "epoch_s": time.perf_counter() - started}
         score = sign * test[select]
         if d.main:
@@ -115,7 +116,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
             if score > best:
                 save_best(model, out)
             save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, score), cfg,
-                            selection=("" if higher else "-") + f"test_{select}")
+                            selection=("" if higher else "-") + f"{split}_{select}")
         best = max(best, score)
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} {task.epoch_line(row)} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
@@ -135,7 +136,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
                   "ddp_gradient_bytes_per_step": traffic.bytes / max(steps, 1)}
     if not d.main:
         return {}
-    extra |= {f"best_test_{select}": sign * best, "train_seconds": time.perf_counter() - started_run}
+    extra |= {f"best_{split}_{select}": sign * best, "train_seconds": time.perf_counter() - started_run}
     return final_report(task, model, cfg, out, test, log, extra)
 
 
@@ -237,7 +238,8 @@ def final_report(task: Task, model: nn.Module, cfg: dict, out: Path, test: dict,
     checkpoint bytes vs dense, and where everything is; print the same."""
     checkpoint_bytes, dense_bytes = save_final_model(model, out)
     counts = count_params(model)
-    report = {**{f"test_{k}": v for k, v in test.items() if not k.startswith("_")}, "task": task.name,
+    split = task.eval_split(cfg)
+    report = {**{f"{split}_{k}": v for k, v in test.items() if not k.startswith("_")}, "task": task.name,
               "method": cfg["method"], "dof": counts.dof, "ring": counts.ring, "free": counts.free,
               "dense_params": counts.virtual, "dof_fraction": counts.dof_fraction,
               "checkpoint_bytes": checkpoint_bytes, "dense_checkpoint_bytes": dense_bytes, "run_dir": str(out),
@@ -245,7 +247,7 @@ def final_report(task: Task, model: nn.Module, cfg: dict, out: Path, test: dict,
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(f"\n{counts}\n")
     log(task.describe(test, cfg))
-    best = {k: v for k, v in report.items() if k.startswith("best_test_")}
+    best = {k: v for k, v in report.items() if k.startswith("best_")}
     if best:
         log(", ".join(f"{k.replace('_', ' ')} over the epochs {v:.4f}" for k, v in best.items()))
     log(f"DoF {report['dof']:,} of {counts.virtual:,} dense parameters ({100 * report['dof_fraction']:.2f}%)")

@@ -84,7 +84,8 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
                 report["wall_s"] = round(time.perf_counter() - started, 1)  # kept so resumed sweeps can sum it
                 write_atomic(folder / "report.json", lambda t: Path(t).write_text(json.dumps(report, indent=1)))
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})
-            log(f"{name}: test top-1 {report['test_top1']:.4f}, DoF {report['dof']:,}")
+            split = "val" if "val_top1" in report else "test"
+            log(f"{name}: {split} top-1 {report[f'{split}_top1']:.4f}, DoF {report['dof']:,}")
     return rows
 
 

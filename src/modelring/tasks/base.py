@@ -38,12 +38,17 @@ class Task:
     def check(self, cfg: dict) -> None:
         """Refuse task options that cannot work, before anything is built (default: nothing to check)."""
 
+    def eval_split(self, cfg: dict) -> str:
+        """Name of the split ``build_data`` returns for evaluation: ``test``, or ``val`` when the config holds a
+        validation split out of the training data (column and report prefix)."""
+        return "test"
+
     def selection(self, cfg: dict) -> tuple[str, bool]:
         """(test metric that picks the best model, whether higher is better)."""
         raise NotImplementedError
 
     def build_data(self, cfg: dict) -> tuple[Dataset, Dataset]:
-        """(training split, evaluation split); the training split has an ``epoch`` attribute that keys its
+        """(training split, evaluation split: ``eval_split``); the training split has an ``epoch`` attribute that keys its
         augmentation."""
         raise NotImplementedError
 
@@ -72,7 +77,7 @@ class Task:
 
     def epoch_line(self, row: dict) -> str:
         """The metrics part of the one-line epoch summary."""
-        return " ".join(f"{k} {row[k]:.4f}" for k in row if k.startswith("test_"))
+        return " ".join(f"{k} {row[k]:.4f}" for k in row if k.startswith(("test_", "val_")))
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -68,6 +68,23 @@ def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if not limit else Subset(dataset, range(min(limit, len(dataset))))
 
 
+VAL_KEY = 0x7A11D  # the validation split's permutation key: fixed, so every seed and method holds out the same images
+
+
+def split_validation(dataset: Dataset, size: int | float) -> tuple[Subset, Subset]:
+    """(rest, validation): ``size`` images (an int, or a fraction in (0, 1) of the split) chosen by a fixed keyed
+    permutation of the indices; both keep the original order of their images."""
+    n = len(dataset)
+    count = round(size * n) if isinstance(size, float) else size
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < count < n:
+        raise ValueError(f"data.val_size must be a number of training images in [1, {n - 1}] or a fraction in (0, 1), "
+                         f"got {size!r}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_key(VAL_KEY, n)))
+    held = torch.zeros(n, dtype=torch.bool)
+    held[order[:count]] = True
+    return Subset(dataset, (~held).nonzero().flatten().tolist()), Subset(dataset, held.nonzero().flatten().tolist())
+
+
 class Meter:
     """Running sums of loss and top-k hits."""
 
@@ -94,11 +111,16 @@ class ClassificationTask(Task):
     train_fields = ("top1",)
     test_fields = ("top1", "top5")
 
+    def eval_split(self, cfg: dict) -> str:
+        return "val" if cfg["data"]["val_size"] else "test"
+
     def selection(self, cfg: dict) -> tuple[str, bool]:
         return "top1", True
 
     def build_data(self, cfg: dict) -> tuple[AugmentedDataset, AugmentedDataset]:
-        """Train and test splits of ``data.name`` with augmentation attached (``data.*_limit`` applied)."""
+        """Train and evaluation splits of ``data.name`` with augmentation attached. With ``data.val_size`` the
+        evaluation split is held out of the training images (``split_validation``, before ``train_limit``);
+        otherwise it is the test split (``test_limit`` applied)."""
         dc = cfg["data"]
         root = dc["root"] or D.dataset_info(dc["name"]).default_root
         if root is None:
@@ -107,9 +129,14 @@ class ClassificationTask(Task):
         test = D.build_dataset(dc["name"], root, train=False, pad_to=dc["pad_to"], channels=dc["channels"])
         train_tf, eval_tf = transforms(dc["name"], dc["image_size"], dc["augment"])
         seed = cfg["train"]["seed"]
+        classes, channels = train.classes, train[0][0].shape[0]
+        if dc["val_size"]:
+            train, test = split_validation(train, dc["val_size"])
+        else:
+            test = _limit(test, dc["test_limit"])
         train_ds = AugmentedDataset(_limit(train, dc["train_limit"]), train_tf, seed=seed)
-        train_ds.classes, train_ds.channels = train.classes, train[0][0].shape[0]
-        return train_ds, AugmentedDataset(_limit(test, dc["test_limit"]), eval_tf, seed=seed)
+        train_ds.classes, train_ds.channels = classes, channels
+        return train_ds, AugmentedDataset(test, eval_tf, seed=seed)
 
     def build_model(self, cfg: dict, train: AugmentedDataset) -> nn.Module:
         """The registry model with the data's number of classes and channels (``model.kwargs`` may override)."""
@@ -141,9 +168,11 @@ class ClassificationTask(Task):
         return meter.summary(d)
 
     def describe(self, test: dict, cfg: dict) -> str:
-        return (f"test top-1 {test['top1']:.4f}, top-5 {test['top5']:.4f}, loss {test['loss']:.4f} "
-                f"({test['count']:,} images)")
+        split = self.eval_split(cfg)
+        return (f"{split} top-1 {test['top1']:.4f}, top-5 {test['top5']:.4f}, loss {test['loss']:.4f} "
+                f"({test['count']:,} {split} images)")
 
     def epoch_line(self, row: dict) -> str:
-        return (f"acc {row['train_top1']:.4f} | test loss {row['test_loss']:.4f} top1 {row['test_top1']:.4f} "
-                f"top5 {row['test_top5']:.4f}")
+        split = "val" if "val_top1" in row else "test"
+        return (f"acc {row['train_top1']:.4f} | {split} loss {row[f'{split}_loss']:.4f} top1 {row[f'{split}_top1']:.4f} "
+                f"top5 {row[f'{split}_top5']:.4f}")
