@@ -1,0 +1,95 @@
+"""Statistics for the results tables: mean with a 95% t-interval, Welch's t-test, Holm adjustment, and the
+minimum detectable difference (MDE) of a two-arm comparison. Plain Python (no scipy): the t distribution's CDF
+comes from the regularised incomplete beta function (continued fraction, Numerical Recipes' betacf)."""
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-14:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_sf2(t: float, df: float) -> float:
+    """Two-sided p-value P(|T| > |t|) of Student's t with ``df`` degrees of freedom."""
+    return betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t, by bisection on ``t_sf2``."""
+    lo, hi = 0.0, 1000.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 1 - t_sf2(mid, df) / 2 < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval); half-width NaN for fewer than 2 values."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, math.nan
+    return mean, t_quantile(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)
+
+
+def welch(a: list[float], b: list[float]) -> dict:
+    """Difference mean(b) - mean(a) with its 95% CI and Welch's two-sided p-value."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"diff": diff, "ci": 0.0, "p": 0.0 if diff else 1.0, "df": math.inf}
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return {"diff": diff, "ci": t_quantile(0.975, df) * se, "p": t_sf2(diff / se, df), "df": df}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def mde(sigma: float, n: int, power: float = 0.8) -> float:
+    """Smallest true difference a two-arm t-test with ``n`` seeds per arm detects at alpha 0.05 with ``power``."""
+    df = 2 * n - 2
+    return (t_quantile(0.975, df) + t_quantile(power, df)) * sigma * math.sqrt(2 / n)

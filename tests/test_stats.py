@@ -1,0 +1,26 @@
+"""experiments/stats.py: t quantiles, intervals, Welch's test, Holm, MDE against published table values."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from stats import holm, mde, mean_ci, t_quantile, t_sf2, welch  # noqa: E402
+
+
+@pytest.mark.parametrize("p, df, expected", [(0.975, 1, 12.7062), (0.975, 3, 3.1824), (0.975, 30, 2.0423),
+                                             (0.8, 6, 0.9057), (0.975, 1e6, 1.9600)])
+def test_t_quantiles_match_tables(p, df, expected):
+    assert t_quantile(p, df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_p_values_intervals_and_adjustment():
+    assert t_sf2(2.0, 10) == pytest.approx(0.07339, abs=1e-5)  # two-sided, df 10
+    mean, half = mean_ci([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and half == pytest.approx(3.1824 * math.sqrt(5 / 3) / 2, rel=1e-4)
+    w = welch([1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 4.0, 5.5])
+    assert w["diff"] == 1.125 and 0.29 < w["p"] < 0.31
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert mde(0.014, 4) < mde(0.014, 2) and mde(0.01, 1000) == pytest.approx(0.01 * 2.8016 * math.sqrt(2 / 1000),
+                                                                               rel=1e-3)
