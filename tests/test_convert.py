@@ -42,14 +42,16 @@ def test_convert_keeps_classes_paths_and_trains():
     model = Nested()
     classes = {n: type(m) for n, m in model.named_modules()}
     mr.convert(model, 0.3, seed=1)
-    assert {n: type(m) for n, m in model.named_modules()} == classes
+    # every module keeps its class and path; the rings are one new child, model.modelring (one Ring per ring)
+    assert {n: type(m) for n, m in model.named_modules() if not n.startswith("modelring")} == classes
+    assert [n for n, _ in model.named_modules() if n.startswith("modelring")] == ["modelring", "modelring.ring0"]
     names = dict(model.named_parameters())
-    assert "stem.0.weight" not in names and "stem.0.bias" in names and "modelring_ring0" in names
+    assert "stem.0.weight" not in names and "stem.0.bias" in names and "modelring.ring0.weight" in names
     assert model.stem[0].weight.shape == (8, 3, 3, 3)
     x = torch.randn(2, 3, 8, 8)
     loss = model(x).square().mean()
     loss.backward()
-    assert model.modelring_ring0.grad.abs().sum() > 0
+    assert model.modelring.ring0.weight.grad.abs().sum() > 0
     assert model.stem[0].bias.grad is not None
 
 
@@ -73,7 +75,7 @@ def test_gradient_equals_dense_model_with_generated_weights():
     from helpers import dense_matrix
     R = dense_matrix(spec, torch.float32)
     dense_grads = torch.cat([dict(dense.named_parameters())[s.name].grad.reshape(-1) for s in spec.segments])
-    torch.testing.assert_close(model.modelring_ring0.grad, R.T @ dense_grads, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.modelring.ring0.weight.grad, R.T @ dense_grads, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(model.head.bias.grad, dense.head.bias.grad)
 
 
@@ -90,7 +92,7 @@ def test_conv_families(factory):
     x = torch.randn(2, model[0].in_channels, *([6] * dim))
     mr.convert(model, 0.5)
     model(x).sum().backward()
-    assert model.modelring_ring0.grad.abs().sum() > 0
+    assert model.modelring.ring0.weight.grad.abs().sum() > 0
     _outputs_equal_after_roundtrip(model, mr.convert(factory(), 0.5), x)
 
 
@@ -105,7 +107,7 @@ def test_transformer_encoder_including_attention_projections():
     x = torch.randn(2, 5, 16)
     out = model(x)
     out.sum().backward()
-    assert model.modelring_ring0.grad.abs().sum() > 0
+    assert model.modelring.ring0.weight.grad.abs().sum() > 0
     dense = mr.materialize(model)
     with torch.no_grad():
         torch.testing.assert_close(dense(x), model(x))
@@ -133,19 +135,19 @@ def test_weights_outside_forward_are_detached_and_model_deepcopies():
     with torch.no_grad():
         torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
     with torch.no_grad():
-        clone.modelring_ring0.add_(1.0)
+        clone.modelring.ring0.weight.add_(1.0)
         assert not torch.equal(clone(x), model(x))  # the copy owns its ring
 
 
 @pytest.mark.parametrize("cast", ["double", "bfloat16"])
 def test_dtype_casts(cast):
     model = getattr(mr.convert(mr.create_model("resnet20"), 0.1), cast)()
-    x = torch.randn(2, 3, 32, 32, dtype=model.modelring_ring0.dtype)
+    x = torch.randn(2, 3, 32, 32, dtype=model.modelring.ring0.weight.dtype)
     out = model(x)
-    assert out.dtype == model.modelring_ring0.dtype
-    assert model.layer1[0].conv1.weight.dtype == model.modelring_ring0.dtype
+    assert out.dtype == model.modelring.ring0.weight.dtype
+    assert model.layer1[0].conv1.weight.dtype == model.modelring.ring0.weight.dtype
     out.float().sum().backward()
-    assert model.modelring_ring0.grad.dtype == model.modelring_ring0.dtype
+    assert model.modelring.ring0.weight.grad.dtype == model.modelring.ring0.weight.dtype
 
 
 def test_autocast_cpu_bfloat16():
@@ -154,7 +156,7 @@ def test_autocast_cpu_bfloat16():
         out = model(torch.randn(2, 3, 32, 32))
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
-    assert model.modelring_ring0.grad.dtype == torch.float32
+    assert model.modelring.ring0.weight.grad.dtype == torch.float32
 
 
 def test_train_eval_and_to():
@@ -293,7 +295,7 @@ def test_forward_that_raises_leaves_the_model_usable():
     assert get_state(model).depth == 0
     model.fail = False
     model(torch.randn(2, 3)).sum().backward()
-    assert model.modelring_ring0.grad is not None
+    assert model.modelring.ring0.weight.grad is not None
 
 
 def test_whole_model_pickles(tmp_path):
@@ -320,7 +322,7 @@ def test_ring_scales_keep_kaiming_std_with_ring_at_rms():
     ones, std_none = ring_scales(named, None)
     assert ones == [1.0, 1.0, 1.0] and std_none == pytest.approx(ring_std)
     model = mr.convert(nn.Sequential(nn.Linear(400, 300)), 100_000)
-    assert model.modelring_ring0.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+    assert model.modelring.ring0.weight.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
 
 
 def test_one_generation_per_training_forward_and_none_in_repeated_eval(monkeypatch):
@@ -349,11 +351,11 @@ def test_functional_call_with_a_substituted_ring():
     model = mr.convert(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), 10)
     x = torch.randn(3, 4)
     ring = torch.randn(10, requires_grad=True)
-    out = torch.func.functional_call(model, {"modelring_ring0": ring}, (x,))
+    out = torch.func.functional_call(model, {"modelring.ring0.weight": ring}, (x,))
     out.sum().backward()
     assert ring.grad is not None and ring.grad.abs().sum() > 0
     with torch.no_grad():
-        model.modelring_ring0.copy_(ring)
+        model.modelring.ring0.weight.copy_(ring)
     torch.testing.assert_close(model(x), out)
 
 
@@ -366,7 +368,7 @@ def test_an_optimizer_made_before_convert_is_a_clear_error_on_its_first_step():
         early.step()
     late = torch.optim.SGD(model.parameters(), lr=0.1)
     late.step()  # the right order: no complaint, the ring moves
-    assert model.modelring_ring0.grad is not None
+    assert model.modelring.ring0.weight.grad is not None
 
 
 @pytest.mark.parametrize("option", ["include", "exclude"])

@@ -44,7 +44,7 @@ def _train(model, batches, step_model=None):
         opt.zero_grad()
         nn.functional.cross_entropy(forward(x), y).backward()
         opt.step()
-    return model.modelring_ring0.detach().clone()
+    return model.modelring.ring0.weight.detach().clone()
 
 
 def _global_batches():
@@ -77,7 +77,30 @@ def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
     assert torch.equal(ring0, ring1)
     single = _train(_mlp(), _global_batches())
     torch.testing.assert_close(ring0, single, rtol=1e-5, atol=1e-6)
-    assert not torch.equal(single, _mlp().modelring_ring0.detach())  # training moved the ring
+    assert not torch.equal(single, _mlp().modelring.ring0.weight.detach())  # training moved the ring
+
+
+def _fsdp_worker(rank, port, out):
+    from torch.distributed.fsdp import fully_shard
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    model = _mlp()
+    fully_shard(model)  # FSDP2 on the root of a converted model: the ring is a sharded DTensor between steps
+    sharded = type(model.modelring.ring0.weight).__name__
+    shards = [(x[rank::2], y[rank::2]) for x, y in _global_batches()]
+    ring = _train(model, shards).full_tensor()
+    torch.save({"ring": ring, "sharded": sharded}, Path(out) / f"fsdp{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_fsdp2_fully_shard_on_the_root_equals_single_process(tmp_path):
+    """FSDP2 gathers the ring before the generation hooks run and reduce-scatters its gradient: two gloo
+    processes on half batches train the same ring as one process on the whole batches."""
+    _spawn_two(_fsdp_worker, tmp_path)
+    results = [torch.load(tmp_path / f"fsdp{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["sharded"] == "DTensor" for r in results)
+    assert torch.equal(results[0]["ring"], results[1]["ring"])
+    torch.testing.assert_close(results[0]["ring"], _train(_mlp(), _global_batches()), rtol=1e-5, atol=1e-6)
 
 
 def test_ddp_run_killed_and_resumed_equals_uninterrupted(tmp_path):

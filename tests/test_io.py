@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import modelring as mr
-from modelring.convert import SPEC_KEY
+from modelring.convert import LEGACY_SPEC_KEY, decode_spec, encode_spec, get_state
 
 
 def _model(seed=0, **kwargs):
@@ -34,10 +34,30 @@ def _same_outputs(a, b):
 
 
 def test_state_dict_holds_each_ring_once_and_no_dense_weights():
-    sd = _model().state_dict()
-    assert "modelring_ring0" in sd and SPEC_KEY in sd
+    model = _model()
+    sd = model.state_dict()
+    assert sd["modelring.ring0.weight"] is model.modelring.ring0.weight.data or torch.equal(
+        sd["modelring.ring0.weight"], model.modelring.ring0.weight)
     assert not any(k.endswith("conv1.weight") or k == "fc.weight" for k in sd)
-    assert sd[SPEC_KEY].dtype == torch.uint8
+    # the ring's spec as its extra state, a uint8 JSON tensor (every value of the state_dict is a tensor)
+    assert decode_spec(sd["modelring.ring0._extra_state"]) == get_state(model).spec()["rings"][0]
+    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+    assert [k for k in sd if "modelring" in k] == ["modelring.ring0.weight", "modelring.ring0._extra_state"]
+
+
+def test_state_dict_of_the_earlier_layout_still_loads():
+    """Earlier releases kept rings as root parameters and the spec as a uint8 JSON tensor."""
+    model = _trained(_model())
+    sd = model.state_dict()
+    old = {k: v for k, v in sd.items() if not k.startswith("modelring.")}
+    old["modelring.ring0.weight"] = sd["modelring.ring0.weight"]
+    old[LEGACY_SPEC_KEY] = encode_spec(get_state(model).spec())
+    fresh = _model(seed=1)
+    fresh.load_state_dict(old)
+    _same_outputs(model, fresh)
+    old[LEGACY_SPEC_KEY] = encode_spec({"rings": [{**get_state(model).spec()["rings"][0], "seed": 99}]})
+    with pytest.raises(RuntimeError, match="modelring spec"):
+        _model(seed=1).load_state_dict(old)
 
 
 def test_state_dict_roundtrip_into_fresh_conversion():
@@ -59,7 +79,7 @@ def test_state_dict_spec_mismatch_is_refused():
     other = mr.convert(mr.create_model("resnet20", num_classes=7), 0.05, seed=4)
     with pytest.raises(RuntimeError, match="modelring spec"):
         other.load_state_dict(sd)
-    sd.pop(SPEC_KEY)
+    sd.pop("modelring.ring0._extra_state")
     with pytest.raises(RuntimeError, match="Missing key"):
         _model().load_state_dict(sd)
 

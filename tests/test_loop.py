@@ -78,7 +78,7 @@ def test_param_groups_put_ring_decay_apart():
     model = mr.convert(mr.create_model("resnet20"), 0.1)
     groups = {g["name"]: g for g in param_groups(model, cfg)}
     assert groups["ring"]["weight_decay"] == 0.0 and groups["free"]["weight_decay"] == 0.001
-    assert [p.numel() for p in groups["ring"]["params"]] == [model.modelring_ring0.numel()]
+    assert [p.numel() for p in groups["ring"]["params"]] == [model.modelring.ring0.weight.numel()]
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

@@ -66,7 +66,7 @@ def test_state_dict_round_trip_and_convert():
     x = torch.randn(2, 3, 6, 6)
     out = net[0](x, step=2).sum()
     out.backward()
-    assert net.modelring_ring0.grad is not None
+    assert net.modelring.ring0.weight.grad is not None
     other = nn.Sequential(Reused(block(), times=3), nn.Conv2d(3, 2, 1))
     mr.convert(other, 0.5, seed=1)
     other.load_state_dict(net.state_dict())

@@ -1,11 +1,16 @@
 """convert / materialize: attach ring generation to an unmodified model, and bake it back out.
 
 ``convert`` removes each selected parameter (by default the ``weight`` of every conv and linear layer) from
-its module and registers one trainable ring per group on the root module instead (``modelring_ring0``, ...).
-Forward pre-hooks on the root and on every module above a generated weight write the generated tensors into
-the modules' attributes when the outermost of those modules is entered, so the classes, attribute paths and
-forward signatures stay exactly as they were; after the outermost forward returns, the attributes hold
-detached copies (safe to deep-copy, read or pickle).
+its module and adds one ``Ring`` module per group instead, gathered in a ``RingBank`` child of the root:
+``model.modelring.ring0.weight`` is the trainable ring, ``model.modelring.ring0`` holds its spec (travelling in
+state_dicts as the module's extra state) and its generator. Forward pre-hooks on the root and on every module
+above a generated weight write the generated tensors into the modules' attributes when the outermost of those
+modules is entered, so the classes, attribute paths and forward signatures stay exactly as they were; after the
+outermost forward returns, the attributes hold detached copies (safe to deep-copy, read or pickle).
+
+State dicts of earlier releases (rings as root parameters ``modelring_ring0``, ... and the spec as a uint8 JSON
+tensor ``modelring_spec``) still load: a root pre-hook renames them (``LEGACY_RING_PREFIX``, ``LEGACY_SPEC_KEY``;
+model files keep that layout, see ``modelring.io``).
 """
 from __future__ import annotations
 
@@ -27,35 +32,94 @@ from .generate import SAMPLINGS, WIRING_MODES, RingGenerator, RingSpec, Segment,
 DEFAULT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                  nn.Linear)
 SCALE_RULES = ("fan_in", "fan_out")
-SPEC_KEY = "modelring_spec"
-RING_PREFIX = "modelring_"
-STATE_ATTR = "_modelring"
+BANK = "modelring"  # the root's child module holding the rings
+LEGACY_SPEC_KEY = "modelring_spec"  # state_dict keys of earlier releases (and of model files)
+LEGACY_RING_PREFIX = "modelring_"
+EXTRA = "_extra_state"  # torch's state_dict key of a module's get_extra_state()
 
 RingSize = int | float | str
 
 
-@dataclass
-class ConvertedState:
-    """What ``convert`` attaches to the root module (as ``model._modelring``)."""
+class Ring(nn.Module):
+    """One model ring: the trainable vector ``weight``, its spec, and the generator that turns it into weights.
 
-    root: nn.Module = field(repr=False)
-    generators: list[RingGenerator]
-    owners: list[list[tuple[nn.Module, str]]] = field(repr=False)  # per ring, per segment: (module, attribute)
-    handles: list = field(default_factory=list, repr=False)
-    depth: int = 0
+    ``ring()`` returns the generated tensors (one per segment of the spec, with autograd to ``weight``). The spec
+    is the module's extra state, a uint8 tensor of its JSON (a tensor, so code that walks a state_dict's values as
+    tensors, such as EMA helpers or safetensors, keeps working): it travels in every state_dict, and a state_dict
+    whose spec decides other values (ring size, seed, targets, wiring options) is refused on load.
+    """
+
+    def __init__(self, spec: RingSpec, value: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(value)
+        self.spec = spec
+        self.generator = RingGenerator(spec)
+
+    def forward(self) -> list[torch.Tensor]:
+        return self.generator.weights(self.weight)
+
+    def get_extra_state(self) -> torch.Tensor:
+        return encode_spec(self.spec.to_dict())
+
+    def set_extra_state(self, state) -> None:
+        """The spec is fixed when the ring is built; ``_load_from_state_dict`` has checked the incoming one."""
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        theirs = state_dict.get(prefix + EXTRA)
+        if theirs is not None:
+            problem = spec_mismatch(_readable_spec(theirs), self.spec.to_dict())
+            if problem:  # nothing of this ring is loaded
+                error_msgs.append(f"{prefix}: {problem}")
+                return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self) -> str:
+        total = sum(seg.numel for seg in self.spec.segments)
+        return f"{self.spec.size:,} entries -> {total:,} weights in {len(self.spec.segments)} tensors"
+
+
+class RingBank(nn.Module):
+    """The rings of a converted model (``model.modelring``) and where their generated weights go.
+
+    ``owners[i][k]`` lists the (module, attribute) pairs that receive ring i's k-th generated tensor (a tied
+    weight has several); the modules belong to the model and are not registered here.
+    """
+
+    def __init__(self, rings: list[Ring], owners: list[list[list[tuple[nn.Module, str]]]]):
+        super().__init__()
+        for ring in rings:
+            self.add_module(ring.spec.name, ring)
+        self.owners = owners
+        self.handles: list = []
+        self.depth = 0
+
+    @property
+    def rings(self) -> list[Ring]:
+        return list(self.children())
+
+    @property
+    def generators(self) -> list[RingGenerator]:
+        return [ring.generator for ring in self.children()]
 
     def ring(self, i: int) -> torch.Tensor:
-        return getattr(self.root, RING_PREFIX + self.generators[i].spec.name)
+        """The trainable vector of ring ``i``."""
+        return self.rings[i].weight
 
     def spec(self) -> dict:
-        """The full spec of every ring, as plain values (stored in state_dicts and files)."""
+        """The full spec of every ring, as plain values (stored in model files)."""
         return {"format": "modelring", "rings": [g.spec.to_dict() for g in self.generators]}
+
+    def forward(self) -> list[list[torch.Tensor]]:
+        """Every ring's generated tensors."""
+        return [ring() for ring in self.children()]
 
     def write_weights(self, detach: bool) -> None:
         """Store every ring's weights in the owning modules' attributes: freshly generated for a forward,
         or (``detach``) the latest generation without its autograd history."""
-        for i, gen in enumerate(self.generators):
-            ring = self.ring(i)
+        for i, ring_module in enumerate(self.children()):
+            gen, ring = ring_module.generator, ring_module.weight
             if not detach and gen.stale(ring):
                 self.forget_weights(i)  # free the previous generation before the next one is allocated
             for tensor, owners in zip(gen.latest(ring) if detach else gen.weights(ring), self.owners[i]):
@@ -71,12 +135,35 @@ class ConvertedState:
                 module.__dict__.pop(attr, None)
 
 
+class _ContainerChildren(dict):
+    """The child dict of a container root (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) holding the ring
+    bank: the container's own view (iteration, ``len``, indexing, ``keys``/``values``, so its forward and user
+    loops) does not see the bank, while ``items()`` (what ``named_children``, ``parameters``, ``state_dict``,
+    ``to`` and loading walk) does. The class of the container is unchanged."""
+
+    def __iter__(self):
+        return (key for key in dict.__iter__(self) if key != BANK)
+
+    def __len__(self) -> int:
+        return dict.__len__(self) - (BANK in self)
+
+    def keys(self):
+        return [key for key in dict.keys(self) if key != BANK]
+
+    def values(self):
+        return [module for key, module in dict.items(self) if key != BANK]
+
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 class _EnterHook:
     """Forward pre-hook: the outermost converted module entered writes fresh generated weights."""
 
-    def __init__(self, state: ConvertedState):
+    def __init__(self, state: RingBank):
         self.state = state
 
+    @torch.compiler.disable  # generation runs eagerly (C++ gather, cached wiring); the model around it compiles
     def __call__(self, module, args):
         self.state.depth += 1  # first: the always-called exit hook undoes it even if generation raises
         if self.state.depth == 1:
@@ -86,85 +173,100 @@ class _EnterHook:
 class _ExitHook:
     """Forward hook (always called): leaving the outermost module swaps in detached weights."""
 
-    def __init__(self, state: ConvertedState):
+    def __init__(self, state: RingBank):
         self.state = state
 
+    @torch.compiler.disable
     def __call__(self, module, args, output):
         self.state.depth -= 1
         if self.state.depth == 0:
             self.state.write_weights(detach=True)
 
 
-class _SpecStateDictHook:
-    """state_dict post-hook: the ring spec travels in every state_dict as a uint8 JSON tensor."""
-
-    def __init__(self, state: ConvertedState):
-        self.state = state
-
-    def __call__(self, module, state_dict, prefix, local_metadata):
-        state_dict[prefix + SPEC_KEY] = encode_spec(self.state.spec())
-
-
-class _SpecLoadHook:
-    """load_state_dict pre-hook: the incoming spec must equal this model's spec."""
-
-    def __init__(self, state: ConvertedState):
-        self.state = state
+class _LegacyStateDictHook:
+    """Root load_state_dict pre-hook: a state_dict of an earlier release (rings as root parameters
+    ``modelring_ring<i>``, the spec as the uint8 JSON tensor ``modelring_spec``) is renamed to today's keys
+    (``modelring.ring<i>.weight`` and the ring's extra state) before anything loads."""
 
     def __call__(self, module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-        key = prefix + SPEC_KEY
-        if key not in state_dict:
-            missing.append(key)
+        if prefix + LEGACY_SPEC_KEY not in state_dict:
             return
-        theirs, ours = decode_spec(state_dict.pop(key)), self.state.spec()
-        if _value_spec(theirs) != _value_spec(ours):
-            errors.append("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, "
-                          f"targets or wiring options{_version_note(theirs, ours)}); convert the model with the "
-                          "same options, or use modelring.load(path) which rebuilds the model from the file's spec")
+        try:
+            spec = decode_spec(state_dict.pop(prefix + LEGACY_SPEC_KEY))
+            rings = list(spec["rings"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            errors.append(f"{prefix + LEGACY_SPEC_KEY} is not a readable modelring spec ({err})")
+            return
+        for ring in rings:
+            name = ring.get("name") if isinstance(ring, dict) else None
+            if not isinstance(name, str):
+                errors.append(f"{prefix + LEGACY_SPEC_KEY} holds a ring without a name")
+                return
+            if prefix + LEGACY_RING_PREFIX + name in state_dict:
+                state_dict[f"{prefix}{BANK}.{name}.weight"] = state_dict.pop(prefix + LEGACY_RING_PREFIX + name)
+            state_dict[f"{prefix}{BANK}.{name}.{EXTRA}"] = encode_spec(ring)
+
+
+def _readable_spec(value):
+    """A ring spec from a state_dict: the uint8 JSON tensor ``get_extra_state`` writes (or a plain dict)."""
+    if isinstance(value, torch.Tensor):
+        try:
+            return decode_spec(value)
+        except (ValueError, UnicodeDecodeError, RuntimeError):
+            return None
+    return value
+
+
+def spec_mismatch(theirs, ours: dict) -> str | None:
+    """Why a ring spec from a state_dict cannot load into a ring built with ``ours`` (None when it can)."""
+    if not isinstance(theirs, dict):
+        return "the ring spec in the state_dict is unreadable (not the JSON a modelring ring writes)"
+    if _value_ring(theirs) == _value_ring(ours):
+        return None
+    return ("the modelring spec in the state_dict differs from this model's (ring sizes, seeds, targets or wiring "
+            f"options{_version_note(theirs, ours)}); convert the model with the same options, or use "
+            "modelring.load(path) which rebuilds the model from the file's spec")
 
 
 def _version_note(theirs: dict, ours: dict) -> str:
-    """A hint for the error message when the two specs were written with different wiring versions."""
-    versions = ["/".join(sorted({str(r.get("wiring_version")) for r in spec.get("rings", [])}))
-                for spec in (theirs, ours)]
+    """A hint for the error message when the two ring specs were written with different wiring versions."""
+    versions = [str(ring.get("wiring_version")) for ring in (theirs, ours)]
     if versions[0] == versions[1]:
         return ""
     return (f"; the state_dict uses wiring version {versions[0]} and this model {versions[1]}: the element-wise "
             "wiring (block=1) differs between them, so load the file with modelring.load(path)")
 
 
-def _value_spec(spec: dict) -> dict:
-    """The parts of a spec that decide generated values: not the wiring mode (it only trades memory for time),
+def _value_ring(ring: dict) -> dict:
+    """The parts of a ring spec that decide generated values: not the wiring mode (it only trades memory for time),
     and not the wiring version where the versions agree (every layout except the element-wise one of version 2:
     a version-1 checkpoint with ``block=16`` loads into a model converted today with ``block=16``)."""
-    rings = []
-    for ring in spec["rings"]:
-        ring = {k: v for k, v in ring.items() if k != "wiring"}
-        if ring.get("block") != 1 or ring.get("sampling") == "independent":
-            ring.pop("wiring_version", None)
-        rings.append(ring)
-    return {**spec, "rings": rings}
+    ring = {k: v for k, v in ring.items() if k != "wiring"}
+    if ring.get("block") != 1 or ring.get("sampling") == "independent":
+        ring.pop("wiring_version", None)
+    return ring
 
 
 def encode_spec(spec: dict) -> torch.Tensor:
-    """The spec as the uint8 JSON tensor stored under ``modelring_spec`` in a state_dict."""
+    """The spec as the uint8 JSON tensor of the earlier state_dict layout (``modelring_spec``)."""
     return torch.frombuffer(bytearray(json.dumps(spec, sort_keys=True).encode()), dtype=torch.uint8)
 
 
 def decode_spec(tensor: torch.Tensor) -> dict:
-    """The spec dict stored under ``modelring_spec`` in a state_dict."""
+    """The spec dict of an earlier state_dict's ``modelring_spec`` tensor."""
     return json.loads(bytes(tensor.cpu().numpy().tobytes()).decode())
 
 
-def get_state(model: nn.Module) -> ConvertedState | None:
-    """The conversion state of a converted model, or None for a plain model."""
-    return model.__dict__.get(STATE_ATTR)
+def get_state(model: nn.Module) -> RingBank | None:
+    """The ``RingBank`` of a converted model, or None for a plain model."""
+    bank = model._modules.get(BANK)
+    return bank if isinstance(bank, RingBank) else None
 
 
 def ring_names(model: nn.Module) -> set[str]:
-    """Parameter names of the model's rings (empty for a plain model)."""
+    """Parameter names of the model's rings (``modelring.ring0.weight``, ...; empty for a plain model)."""
     state = get_state(model)
-    return {RING_PREFIX + g.spec.name for g in state.generators} if state else set()
+    return {f"{BANK}.{g.spec.name}.weight" for g in state.generators} if state else set()
 
 
 def is_converted(model: nn.Module) -> bool:
@@ -460,23 +562,28 @@ def rings_per_stage(model: nn.Module) -> Callable[[str, nn.Module], str]:
 def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -> nn.Module:
     """Install rings described by ``specs`` on ``model`` (used by ``convert`` and by ``load``)."""
     params = dict(model.named_parameters())
+    if hasattr(model, BANK):
+        raise ValueError(f"the model already has an attribute {BANK!r}, where convert puts the rings")
     for spec in specs:  # validate everything before touching the model: an error leaves it unchanged
         _check_spec_fits(model, spec, params)
-    state = ConvertedState(model, [RingGenerator(s) for s in specs], [])
+    rings, all_owners = [], []
     for spec in specs:
         first = params[spec.segments[0].name]
         owners = [_owners_of(model, params[seg.name]) for seg in spec.segments]
         value = initial_ring(spec, first.dtype, first.device) if init else torch.zeros(
             spec.size, dtype=first.dtype, device=first.device)
-        model.register_parameter(RING_PREFIX + spec.name, nn.Parameter(value))
+        rings.append(Ring(spec, value))
         for seg, owner_list in zip(spec.segments, owners):
             watch_replaced(params[seg.name], seg.name)
             for module, name in owner_list:
                 del module._parameters[name]
-        state.owners.append(owners)
+        all_owners.append(owners)
     del params, first  # the replaced weights are freed before the first generation allocates its own
+    state = RingBank(rings, all_owners)
+    if isinstance(model, CONTAINERS):  # its forward and its users iterate over its children
+        model._modules = _ContainerChildren(model._modules)
+    model.add_module(BANK, state)
     _install_hooks(model, state)
-    model.__dict__[STATE_ATTR] = state
     with torch.no_grad():
         state.write_weights(detach=True)
     return model
@@ -510,9 +617,7 @@ def _check_optimizer(optimizer, args, kwargs) -> None:
 
 
 def _check_spec_fits(model: nn.Module, spec: RingSpec, params: dict) -> None:
-    """The model has every parameter the spec generates, with its shape, one dtype/device, and a free name."""
-    if hasattr(model, RING_PREFIX + spec.name):
-        raise ValueError(f"the model already has an attribute {RING_PREFIX + spec.name!r}")
+    """The model has every parameter the spec generates, with its shape, and one dtype/device."""
     first = None
     for seg in spec.segments:
         if seg.name not in params:
@@ -532,14 +637,13 @@ def _owners_of(model: nn.Module, param: torch.Tensor) -> list[tuple[nn.Module, s
     return [(m, n) for m in model.modules() for n, p in m._parameters.items() if p is param]
 
 
-def _install_hooks(model: nn.Module, state: ConvertedState) -> None:
+def _install_hooks(model: nn.Module, state: RingBank) -> None:
     owner_modules = {id(m) for owners in state.owners for seg in owners for m, _ in seg}
     enter, leave = _EnterHook(state), _ExitHook(state)
     for module in _ancestors_of(model, owner_modules):
         state.handles.append(module.register_forward_pre_hook(enter))
         state.handles.append(module.register_forward_hook(leave, always_call=True))
-    state.handles.append(model.register_state_dict_post_hook(_SpecStateDictHook(state)))
-    state.handles.append(model.register_load_state_dict_pre_hook(_SpecLoadHook(state)))
+    state.handles.append(model.register_load_state_dict_pre_hook(_LegacyStateDictHook()))
 
 
 def _ancestors_of(model: nn.Module, owner_ids: set[int]) -> list[nn.Module]:
@@ -582,8 +686,8 @@ def materialize(model: nn.Module, *, inplace: bool = False) -> nn.Module:
                     module._parameters[attr] = param
     for handle in state.handles:
         handle.remove()
-    for gen in state.generators:
-        del model._parameters[RING_PREFIX + gen.spec.name]
-    del model.__dict__[STATE_ATTR]
+    del model._modules[BANK]
+    if isinstance(model._modules, _ContainerChildren):
+        model._modules = dict(model._modules.items())
     return model
 

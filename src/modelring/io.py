@@ -1,6 +1,8 @@
 """save / load: one safetensors file holding rings, free tensors and the full spec as JSON metadata.
 
-No pickle anywhere: safetensors stores raw tensors, and the spec is JSON. Files are written atomically
+No pickle anywhere: safetensors stores raw tensors, and the spec is JSON. The file keeps the layout it has always
+had (rings as ``modelring_ring<i>``, the spec in the metadata), whatever the module layout of the day: loading
+renames through the converted model's state_dict pre-hook. Files are written atomically
 (temporary file in the same folder, fsync, rename), so a crash never leaves a half-written model file.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import write_atomic
-from .convert import RING_PREFIX, SPEC_KEY, apply_specs, decode_spec, encode_spec, get_state
+from .convert import (BANK, EXTRA, LEGACY_RING_PREFIX, LEGACY_SPEC_KEY, apply_specs, encode_spec, get_state)
 from .generate import RingSpec
 
 FILE_FORMAT = "modelring-1"
@@ -49,11 +51,14 @@ def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None) -> i
 
 def _file_contents(model: nn.Module, metadata: dict[str, str] | None) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the metadata of a model file."""
-    state_dict = model.state_dict()
-    spec = state_dict.pop(SPEC_KEY, None)
+    state_dict, state = model.state_dict(), get_state(model)
+    spec = state.spec() if state is not None else None
+    for ring in spec["rings"] if spec else []:  # the file layout: modelring_<ring name>, spec in the metadata
+        state_dict.pop(f"{BANK}.{ring['name']}.{EXTRA}")
+        state_dict[LEGACY_RING_PREFIX + ring["name"]] = state_dict.pop(f"{BANK}.{ring['name']}.weight")
     tensors, aliases = _dedupe_shared(state_dict)
     meta = {"format": FILE_FORMAT,
-            "spec": json.dumps(decode_spec(spec), sort_keys=True) if spec is not None else "",
+            "spec": json.dumps(spec, sort_keys=True) if spec is not None else "",
             "model": json.dumps(getattr(model, "modelring_model_spec", None), sort_keys=True),
             "aliases": json.dumps(aliases, sort_keys=True)}
     meta.update(metadata or {})
@@ -122,7 +127,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         raise ValueError(f"{path} holds a plain (unconverted) model but the given model is converted; pass an "
                          "unconverted model")
     if spec is not None:
-        tensors[SPEC_KEY] = encode_spec(spec)
+        tensors[LEGACY_SPEC_KEY] = encode_spec(spec)  # renamed to today's keys by the model's load pre-hook
     model.load_state_dict(tensors, strict=True)
     return model
 
@@ -131,7 +136,7 @@ def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[R
     """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included."""
     generated = {seg.name for ring in rings for seg in ring.segments}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in generated}
-    expected.update({RING_PREFIX + ring.name: (ring.size,) for ring in rings})
+    expected.update({LEGACY_RING_PREFIX + ring.name: (ring.size,) for ring in rings})
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
