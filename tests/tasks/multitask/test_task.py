@@ -12,7 +12,7 @@ from modelring import loop as T
 from modelring.config import load_config
 from modelring.tasks.multitask.synth import write_dataset
 
-RECIPE = Path(__file__).parent.parent / "configs" / "multitask_rpg.yaml"
+RECIPE = Path(__file__).parents[3] / "configs" / "multitask_rpg.yaml"
 
 
 @pytest.fixture(scope="module")
