@@ -278,7 +278,7 @@ def test_build_dataset_names_and_reformat(tmp_path):
     _write_folder(tmp_path / "imagenet" / "train")
     _write_folder(tmp_path / "imagenet" / "val")
     assert build_dataset("imagefolder", tmp_path / "imagenet", train=False).classes == ["apple", "zebra"]
-    with pytest.raises(ValueError, match="unknown data set 'svhn'; choose one of cifar10, cifar100"):
+    with pytest.raises(ValueError, match="unknown classification data set 'svhn'; set data.name to one of cifar10"):
         build_dataset("svhn", tmp_path, train=True)
     with pytest.raises(ValueError, match="cannot pad a 32x32 image to 28x28"):
         build_dataset("cifar10", tmp_path, train=True, pad_to=28)[0]
@@ -293,3 +293,14 @@ def test_pad_and_repeat_helpers():
     assert repeat_channels(image, channels=2) is image
     with pytest.raises(ValueError, match="only 1 -> N"):
         repeat_channels(image, channels=3)
+
+
+def test_dataset_registry_names_every_reader_its_task_and_constants():
+    from modelring.data import DATASETS, dataset_info
+
+    assert {n: i.task for n, i in DATASETS.items() if i.task != "classification"} == {"mpii": "pose",
+                                                                                     "s2d3ds": "multitask"}
+    assert all(len(i.mean) == len(i.std) in (1, 3) for i in DATASETS.values())
+    assert dataset_info("fashion_mnist").default_root and not dataset_info("mnist").mirror
+    with pytest.raises(ValueError, match=r"'mpii' \(it is a pose data set\); set data.name to one of cifar10"):
+        build_dataset("mpii", "/nowhere", train=True)

@@ -34,13 +34,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..keys import derive_key
+from .datasets import DATASETS
 
 JOINT_NAMES = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax", "upper_neck",
                "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
 NUM_JOINTS = len(JOINT_NAMES)
 FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 UPPER_NECK, HEAD_TOP = 8, 9
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _LAYOUT = ("expected a JSON list of person dicts with image, center [x, y], scale, joints (16 x [x, y]) and "
            "joints_vis (16 flags), as in the HRNet/SimpleBaseline MPII files")
 
@@ -196,7 +196,8 @@ def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, *, size: int, sig
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB Pillow image -> normalised float CHW tensor (ImageNet mean/std)."""
-    array = (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 - np.float32(MEAN)) / np.float32(STD)
+    info = DATASETS["mpii"]
+    array = (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 - np.float32(info.mean)) / np.float32(info.std)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 

@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..keys import derive_key
+from .datasets import DATASETS
 
 CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
            "board", "clutter")
@@ -43,7 +44,6 @@ DEPTH_UNIT = 1.0 / 512.0
 DEPTH_MISSING = 65535
 NO_LABEL = 0x0D0D0D
 IGNORE_INDEX = 255
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def decode_depth(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +234,8 @@ class S2D3DS(Dataset):
             if float(torch.rand((), generator=g)) < 0.5:
                 s = hflip_sample(s)
         item = s.as_dict()
-        item["image"] = (item["image"] - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+        info = DATASETS["s2d3ds"]
+        item["image"] = (item["image"] - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
         return item
 
 

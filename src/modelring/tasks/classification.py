@@ -122,7 +122,7 @@ class ClassificationTask(Task):
         evaluation split is held out of the training images (``split_validation``, before ``train_limit``);
         otherwise it is the test split (``test_limit`` applied)."""
         dc = cfg["data"]
-        root = dc["root"] or D.dataset_info(dc["name"]).default_root
+        root = dc["root"] or D.dataset_info(dc["name"], "classification").default_root
         if root is None:
             raise ValueError(f"data.root is required for data set {dc['name']!r}: set data.root=/path/to/data")
         train = D.build_dataset(dc["name"], root, train=True, pad_to=dc["pad_to"], channels=dc["channels"])

@@ -79,7 +79,7 @@ def test_eval_command_prints_the_metrics_table(finished, capsys):
 
 
 def test_config_mistakes_are_clear_errors(scenes, tmp_path):
-    with pytest.raises(ValueError, match="data.name: s2d3ds"):
+    with pytest.raises(ValueError, match=r"unknown multitask data set .cifar10. \(it is a classification data set\); set data.name to one of s2d3ds"):
         T.fit(_config(scenes, tmp_path / "a", **{"data.name": "cifar10"}))
     with pytest.raises(ValueError, match="multitask.depth_loss must be l1 or l2"):
         T.fit(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data.datasets import dataset_info
 from ...data.s2d3ds import CLASSES, IGNORE_INDEX, s2d3ds_splits
 from ...distributed import all_sum
 from ...models import create_model
@@ -91,8 +92,7 @@ class MultitaskTask(Task):
     def build_data(self, cfg: dict):
         """(train, test) ``S2D3DS`` data sets from ``data.root``; test = ``multitask.test_areas``."""
         dc, mc = cfg["data"], cfg["multitask"]
-        if dc["name"] != "s2d3ds":
-            raise ValueError(f"task multitask reads data.name: s2d3ds, got {dc['name']!r}; set data.name=s2d3ds")
+        dataset_info(dc["name"], "multitask")  # a clear error for a data set of another task
         if not dc["root"]:
             raise ValueError("data.root is required: a 2D-3D-S folder (area_*/data/...), e.g. one written by "
                              "`modelring make-data multitask data/s2d3ds_synth`")

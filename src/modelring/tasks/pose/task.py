@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from ...data.datasets import dataset_info
 from ...data.mpii import JOINT_NAMES, NUM_JOINTS, MPIIDataset
 from ...distributed import all_sum
 from ...models import create_model
@@ -27,8 +28,7 @@ from .synth import write_dataset
 def build_pose_data(cfg: dict) -> tuple[MPIIDataset, MPIIDataset]:
     """Training split (augmented as ``data.augment`` and the pose section say) and the ``valid`` split."""
     dc, pc = cfg["data"], cfg["pose"]
-    if dc["name"] != "mpii":
-        raise ValueError(f"task.name=pose reads MPII-layout data: set data.name=mpii (got {dc['name']!r})")
+    dataset_info(dc["name"], "pose")  # a clear error for a data set of another task
     if not dc["root"]:
         raise ValueError("data.root is required for pose: the folder with annot/ and images/ "
                          "(`modelring make-data pose ROOT` writes one)")
