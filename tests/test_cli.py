@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import modelring as mr
 from modelring.cli import main
 
@@ -76,3 +78,20 @@ def test_export_input_shape_is_checked_and_read_from_the_model():
     assert example_input_shape(mr.materialize(mr.convert(mr.create_model("resnet20", in_chans=1), 0.05))) == (1, 32, 32)
     with pytest.raises(ValueError, match="pass --input-shape"):
         example_input_shape(nn.Sequential(nn.ReLU()))
+
+
+def test_errors_are_one_line_with_exit_codes_and_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
+    import modelring.cli as cli
+
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2  # an input error
+    err = capsys.readouterr().err
+    assert err.startswith("modelring: error: no config file at") and err.count("\n") == 1
+
+    def broken(args):
+        raise RuntimeError("an internal failure")
+
+    monkeypatch.setattr(cli, "cmd_list_models", broken)
+    assert main(["list-models"]) == 1  # not an input error: exit 1, and how to see more
+    assert "RuntimeError: an internal failure (rerun with --debug" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="an internal failure"):
+        main(["--debug", "list-models"])

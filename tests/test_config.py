@@ -79,3 +79,41 @@ def test_a_value_shared_by_two_keys_dumps_without_aliases_and_reads_back(tmp_pat
     (tmp_path / "config.yaml").write_text(dump_config(cfg))
     assert "&" not in (tmp_path / "config.yaml").read_text()
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_schema_lists_every_problem_on_its_own_line_before_anything_runs():
+    from modelring.config import check_values
+
+    cfg = load_config(None, ["train.lr=.nan", "train.epochs=1.5", "train.batch_size=0", "data.train_limit=-5",
+                             "train.decay_epochs=0", "train.label_smoothing=2", "train.threads=-1", "out.dir=null",
+                             "method=pruning", "ring.scale=kaiming", "ring.size=-3", "train.schedule=linear"])
+    with pytest.raises(ValueError) as err:
+        check_values(cfg)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "invalid config (12 problems):" and len(lines) == 13
+    expected = {"train.lr=nan": "a number in (0, inf]", "train.epochs=1.5": "whole number of epochs",
+                "train.batch_size=0": "[1, inf]", "data.train_limit=-5": "positive number of samples",
+                "train.decay_epochs=0": "(0, inf]", "train.label_smoothing=2": "[0, 1)",
+                "train.threads=-1": "or null", "out.dir=None": "a folder", "method='pruning'": "prune-global",
+                "ring.scale='kaiming'": "fan_in | fan_out | null", "ring.size=-3": ">= 1",
+                "train.schedule='linear'": "cosine | paper | step | constant"}
+    for key, allowed in expected.items():
+        line = next(line for line in lines if line.strip().startswith(key))
+        assert allowed in line, line
+
+
+def test_schema_accepts_every_recipe_and_reads_scientific_notation_as_a_number():
+    import glob
+
+    from modelring.config import SCHEMA, config_problems, default_config
+
+    for path in glob.glob("configs/*.yaml"):
+        cfg = load_config(path, ["train.device=cpu"])  # the ImageNet recipes ask for CUDA
+        assert config_problems(cfg) == [], path
+    flat = {f"{s}.{k}" for s, sec in default_config().items() if isinstance(sec, dict) for k in sec} | {"method"}
+    assert flat == set(SCHEMA)  # every key has a rule
+    cfg = load_config(None, ["ring.size=1e-2", "train.lr=5e-4"])  # YAML 1.1 reads these as text
+    assert config_problems(cfg) == [] and cfg["ring"]["size"] == 0.01 and cfg["train"]["lr"] == 0.0005
+    if not __import__("torch").cuda.is_available():
+        assert config_problems(load_config(None, ["train.device=cuda"])) == [
+            "train.device='cuda': this torch build sees no CUDA device; use train.device=cpu"]

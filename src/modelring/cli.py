@@ -155,6 +155,7 @@ def example_input_shape(model: torch.nn.Module) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelring", description="Recurrent Parameter Generators for PyTorch.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train from a YAML recipe, e.g. configs/fmnist_resnet20_rpg.yaml",
                        description="Train the task of the recipe (task.name: classification, pose, multitask). Overrides are dotted key=value pairs parsed as YAML, "
@@ -225,13 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INPUT_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)  # bad configs, files, data, values
+
+
 def main(argv=None) -> int:
+    """Run one subcommand. An input error (bad config, file, data or value) is one line on stderr and exit code 2,
+    anything else one line and exit code 1; ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        print(f"modelring: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # noqa: BLE001 - every error becomes one clear line unless --debug
+        if args.debug:
+            raise
+        if isinstance(err, INPUT_ERRORS):
+            print(f"modelring: error: {err}", file=sys.stderr)
+            return 2
+        print(f"modelring: error: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

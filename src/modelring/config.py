@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -206,19 +207,175 @@ def dump_config(config: dict) -> str:
     return yaml.dump(copy.deepcopy(config), Dumper=_NoAliasDumper, sort_keys=False)
 
 
+class Rule:
+    """What one config key accepts: kinds (``int``, ``number``, ``bool``, ``str``, ``list``, ``dict``, ``null``), an
+    optional closed/open range for numbers, and an optional set of allowed values."""
+
+    def __init__(self, *kinds: str, low=None, high=None, low_open: bool = False, high_open: bool = False,
+                 choices: tuple | None = None, note: str = ""):
+        self.kinds, self.low, self.high, self.low_open, self.high_open = kinds, low, high, low_open, high_open
+        self.choices, self.note = choices, note
+
+    def describe(self) -> str:
+        if self.note:
+            return self.note
+        if self.choices is not None:
+            allowed = " | ".join(str(c) for c in self.choices) + (" | null" if "null" in self.kinds else "")
+            return f"one of {allowed}"
+        names = {"int": "a whole number", "number": "a number", "bool": "true/false", "str": "a text",
+                 "list": "a list of texts", "dict": "a mapping", "null": "null"}
+        kinds = " or ".join(names[k] for k in self.kinds if not (k == "int" and "number" in self.kinds))
+        bounds = ""
+        if self.low is not None or self.high is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            bounds = f" in {left}{'-inf' if self.low is None else self.low}, " \
+                     f"{'inf' if self.high is None else self.high}{right}"
+        return kinds + bounds
+
+    def accepts(self, value) -> bool:
+        if self.choices is not None and value in self.choices and not isinstance(value, bool):
+            return True
+        if value is None:
+            return "null" in self.kinds
+        if isinstance(value, bool):
+            return "bool" in self.kinds
+        if isinstance(value, (int, float)) and ({"int", "number"} & set(self.kinds)):
+            if isinstance(value, float) and ("number" not in self.kinds or not math.isfinite(value)):
+                return False
+            return self._in_range(value)
+        if isinstance(value, str):
+            return "str" in self.kinds and self.choices is None and bool(value)
+        if isinstance(value, list):
+            return "list" in self.kinds and all(isinstance(v, str) and v for v in value)
+        if isinstance(value, dict):
+            return "dict" in self.kinds
+        return False
+
+    def _in_range(self, value) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+
+_SIZE = Rule("int", "number", "str", note="an int >= 1 (entries), a float in (0, 1] (a fraction of the generated "
+                                          "weights) or a byte budget such as '2MB'")
+_COUNT = Rule("int", low=1)
+_OPT_COUNT = Rule("int", "null", low=1)
+_FLAG = Rule("bool")
+_NONNEG = Rule("int", "number", low=0)
+_POSITIVE = Rule("int", "number", low=0, low_open=True)
+_FRACTION = Rule("int", "number", low=0, high=1)
+SCHEMA = {
+    "task.name": Rule("str"), "method": Rule(choices=METHODS), "model.name": Rule("str"), "model.kwargs": Rule("dict"),
+    "ring.size": _SIZE, "ring.seed": Rule("int", low=0), "ring.exclude": Rule("list", "null"),
+    "ring.include": Rule("list", "null"), "ring.scale": Rule("null", choices=("fan_in", "fan_out")),
+    "ring.block": _COUNT, "ring.permute": _FLAG, "ring.reflect": _FLAG,
+    "ring.sampling": Rule(choices=("even", "independent")), "ring.wiring": Rule(choices=("cached", "recompute")),
+    "ring.rings": Rule("null", "dict", "str", note="null, per_stage, per_layer or a mapping glob -> size"),
+    "ring.strict": _FLAG,
+    "data.name": Rule("str"), "data.root": Rule("str", "null"), "data.pad_to": _OPT_COUNT,
+    "data.channels": _OPT_COUNT, "data.augment": _FLAG, "data.image_size": Rule("int", low=8),
+    "data.train_limit": Rule("int", "null", low=1, note="a positive number of samples or null (all)"),
+    "data.test_limit": Rule("int", "null", low=1, note="a positive number of samples or null (all)"),
+    "data.val_size": Rule("int", "number", "null", low=0, low_open=True,
+                          note="null, a number of training images >= 1, or a fraction in (0, 1)"),
+    "train.epochs": Rule("int", low=1, note="a whole number of epochs >= 1"), "train.batch_size": _COUNT,
+    "train.eval_batch_size": _COUNT, "train.lr": _POSITIVE, "train.momentum": Rule("int", "number", low=0, high=1,
+                                                                                   high_open=True),
+    "train.nesterov": _FLAG, "train.weight_decay": _NONNEG, "train.ring_weight_decay": Rule("int", "number", "null",
+                                                                                            low=0),
+    "train.schedule": Rule(choices=("cosine", "paper", "step", "constant")), "train.warmup_epochs": _NONNEG,
+    "train.decay_epochs": _POSITIVE, "train.step_epochs": _POSITIVE, "train.gamma": Rule("int", "number", low=0,
+                                                                                           high=1, low_open=True),
+    "train.label_smoothing": Rule("int", "number", low=0, high=1, high_open=True), "train.amp": _FLAG,
+    "train.seed": Rule("int", low=0), "train.threads": _OPT_COUNT, "train.channels_last": _FLAG,
+    "train.device": Rule("str", note="cpu, cuda, cuda:<index> or mps"), "train.progress": _FLAG,
+    "out.dir": Rule("str", note="a folder for the run's files"), "out.tensorboard": _FLAG,
+    "prune.keep": _SIZE, "prune.at": _FRACTION,
+    "pose.reuse": _FLAG, "pose.stages": _COUNT, "pose.new_norm": _FLAG, "pose.input_size": Rule("int", low=8),
+    "pose.heatmap_size": _COUNT, "pose.sigma": _POSITIVE, "pose.rotation": _NONNEG,
+    "pose.scale_factor": Rule("int", "number", low=0, high=1, high_open=True), "pose.flip": _FLAG,
+    "pose.box_margin": _POSITIVE, "pose.flip_test": _FLAG, "pose.threshold": _POSITIVE,
+    "pose.optimizer": Rule(choices=("sgd", "adam")),
+    "multitask.num_classes": _COUNT, "multitask.test_areas": Rule("list"),
+    "multitask.depth_loss": Rule(choices=("l1", "l2")), "multitask.normal_loss": Rule(choices=("cosine", "l2")),
+    "multitask.depth_weight": _NONNEG, "multitask.normal_weight": _NONNEG, "multitask.semantic_weight": _NONNEG,
+    "multitask.select": Rule(choices=("depth_rmse", "normal_angle", "normal_rmse", "miou")),
+}
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def config_problems(cfg: dict) -> list[str]:
+    """One line per invalid value: ``key=value: expected ...``. Numbers written in scientific notation without a
+    dot (``1e-9``, which YAML 1.1 reads as text) are turned into numbers first, in place."""
+    problems = []
+    for key, rule in SCHEMA.items():
+        section, _, name = key.partition(".")
+        holder, field = (cfg, section) if not name else (cfg.get(section, {}), name)
+        value = holder.get(field)
+        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+            value = holder[field] = float(value)
+        if not rule.accepts(value):
+            problems.append(f"{key}={value!r}: expected {rule.describe()}")
+    problems += _relational_problems(cfg)
+    return problems
+
+
+def _relational_problems(cfg: dict) -> list[str]:
+    """Checks that involve more than one value, or the machine."""
+    problems = []
+    device = cfg["train"]["device"]
+    if isinstance(device, str) and device:
+        kind = device.split(":")[0]
+        if kind not in ("cpu", "cuda", "mps") or (kind == "cuda" and not re.fullmatch(r"cuda(:\d+)?", device)):
+            problems.append(f"train.device={device!r}: expected cpu, cuda, cuda:<index> or mps")
+        elif kind == "cuda" and not _cuda_available():
+            problems.append(f"train.device={device!r}: this torch build sees no CUDA device; use train.device=cpu")
+    for key in ("ring.size", "prune.keep"):
+        section, _, name = key.partition(".")
+        problem = size_problem(cfg[section][name])
+        if problem and not any(p.startswith(f"{key}=") for p in problems):
+            problems.append(f"{key}={cfg[section][name]!r}: {problem}")
+    pose = cfg.get("pose", {})
+    if isinstance(pose.get("input_size"), int) and isinstance(pose.get("heatmap_size"), int) \
+            and pose["heatmap_size"] > pose["input_size"]:
+        problems.append(f"pose.heatmap_size={pose['heatmap_size']}: must not exceed pose.input_size="
+                        f"{pose['input_size']}")
+    return problems
+
+
+def size_problem(size) -> str | None:
+    """Why ``size`` is not a ring size / pruning budget (None when it is): an int >= 1, a float in (0, 1] or a byte
+    string such as '2MB'."""
+    from .convert import _BYTES
+
+    if isinstance(size, bool) or not isinstance(size, (int, float, str)):
+        return None  # the type is reported by the schema
+    if isinstance(size, int) and size < 1:
+        return "an int size counts entries and must be >= 1"
+    if isinstance(size, float) and not 0.0 < size <= 1.0:
+        return "a float size is a fraction of the generated weights, in (0, 1]; pass an int for a count"
+    if isinstance(size, str) and not _BYTES.match(size):
+        return "a text size is a byte budget such as '2MB', '1.5MiB' or '800kB'"
+    return None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_values(cfg: dict) -> None:
-    """Refuse, before anything runs, NaN/Inf anywhere in the config (a NaN lr trains nothing and says nothing)
-    and data limits that would leave a split empty or silently cut it (``data.test_limit=-1``)."""
-    bad = [f"{section}.{key}={value}" for section, values in cfg.items() if isinstance(values, dict)
-           for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
-    if bad:
-        raise ValueError(f"non-finite config value(s): {', '.join(bad)}; every number must be finite")
-    if cfg["method"] not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {cfg['method']!r}")
-    epochs = cfg["train"]["epochs"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"train.epochs must be a whole number of epochs >= 1, got {epochs!r}")
-    for key in ("train_limit", "test_limit"):
-        limit = cfg["data"][key]
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"data.{key} must be a positive number of samples or null (all), got {limit!r}")
+    """Refuse, before anything runs, every value the schema (``SCHEMA``) does not accept: types, ranges,
+    finiteness (a NaN lr trains nothing and says nothing), allowed names and data limits that would leave a split
+    empty; one line per problem.
+
+    Raises:
+        ValueError: listing every problem.
+    """
+    problems = config_problems(cfg)
+    if problems:
+        raise ValueError(f"invalid config ({len(problems)} problem{'s' * (len(problems) > 1)}):\n  "
+                         + "\n  ".join(problems))

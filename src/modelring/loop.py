@@ -191,6 +191,7 @@ def evaluate(task: Task, model: nn.Module, loader, cfg: dict, device: torch.devi
 
 def evaluate_model(cfg: dict, model: nn.Module) -> str:
     """``model`` evaluated on the config's test split with its task's metrics, as printable text."""
+    check_values(cfg)
     task = get_task(cfg["task"]["name"])
     task.check(cfg)
     _, test_ds = task.build_data(cfg)

@@ -139,3 +139,10 @@ def test_validation_split_is_held_out_of_training_and_the_same_for_every_seed(fm
     # the final number on the test set, for the model chosen on validation
     assert main(["eval", str(tmp_path), "data.val_size=null"]) == 0
     assert "(80 test images)" in capsys.readouterr().out
+
+
+def test_model_kwargs_that_contradict_the_data_are_refused(fmnist_root, tmp_path):
+    cfg = load_config(None, [f"data.root={fmnist_root}", "model.kwargs.num_classes=3", f"out.dir={tmp_path / 'r'}"])
+    with pytest.raises(ValueError, match=r"model.kwargs.num_classes=3 but the data \(fashion_mnist\) has 10"):
+        mr.fit(cfg, log=lambda *a: None)
+    assert not (tmp_path / "r" / "last.pt").exists()

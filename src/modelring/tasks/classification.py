@@ -139,9 +139,15 @@ class ClassificationTask(Task):
         return train_ds, AugmentedDataset(test, eval_tf, seed=seed)
 
     def build_model(self, cfg: dict, train: AugmentedDataset) -> nn.Module:
-        """The registry model with the data's number of classes and channels (``model.kwargs`` may override)."""
-        kwargs = {"num_classes": len(train.classes), "in_chans": train.channels, **cfg["model"]["kwargs"]}
-        return create_model(cfg["model"]["name"], **kwargs)
+        """The registry model with the data's number of classes and channels (``model.kwargs`` may not contradict
+        the data: a 3-class head on 10-class data would train on labels it cannot output)."""
+        data = {"num_classes": len(train.classes), "in_chans": train.channels}
+        given = cfg["model"]["kwargs"]
+        for key, value in data.items():
+            if key in given and given[key] != value:
+                raise ValueError(f"model.kwargs.{key}={given[key]!r} but the data ({cfg['data']['name']}) has {value}; "
+                                 f"drop model.kwargs.{key} (it is read from the data)")
+        return create_model(cfg["model"]["name"], **{**data, **given})
 
     def to_device(self, batch, device, channels_last):
         images, labels = batch
