@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import nn
 
 import modelring as mr
@@ -217,3 +218,78 @@ def test_saved_size_equals_the_written_file_without_writing(tmp_path):
     assert mr.io.saved_size(model) == mr.save(model, tmp_path / "m.safetensors").stat().st_size
     dense = mr.materialize(model)
     assert mr.io.saved_size(dense) == mr.save(dense, tmp_path / "d.safetensors").stat().st_size
+
+
+def _rewrite(path, spec=None, model=None, tensors=None, raw_spec=None):
+    """Rewrite a saved model file with edited metadata or tensors (a crafted file)."""
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, stored = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta = {**meta, **({"spec": json.dumps(spec)} if spec is not None else {}),
+            **({"spec": raw_spec} if raw_spec is not None else {}),
+            **({"model": json.dumps(model)} if model is not None else {})}
+    save_file({**stored, **(tensors or {})}, str(path), metadata=meta)
+    return path
+
+
+def _spec_of(path):
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["spec"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["rings"][0].update(size=0), "size=0 is out of range"),
+    (lambda s: s["rings"][0].update(block=10 ** 12), "block=1000000000000 is out of range"),
+    (lambda s: s["rings"][0]["segments"].append(dict(s["rings"][0]["segments"][0])), "appears twice"),
+    (lambda s: s["rings"][0]["segments"][0].update(shape=[-3, 3]), "positive shape"),
+    (lambda s: s["rings"][0].update(sampling="random"), "sampling='random'"),
+    (lambda s: s["rings"].append(dict(s["rings"][0])), "share a name"),
+])
+def test_crafted_specs_are_refused_before_anything_is_built(tmp_path, edit, message):
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    spec = _spec_of(path)
+    edit(spec)
+    _rewrite(path, spec=spec)
+    with pytest.raises(ValueError, match=message):
+        mr.load(path)
+    target = mr.create_model("resnet20", num_classes=7)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ValueError):
+        mr.load(path, model=target)  # the given model is left exactly as it was
+    assert not mr.is_converted(target)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+def test_rings_must_be_finite_floats_of_the_spec_size(tmp_path):
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    ring = safe_open(str(path), framework="pt").get_tensor("modelring_ring0")
+    _rewrite(path, tensors={"modelring_ring0": ring.clone().index_fill_(0, torch.tensor([3]), float("nan"))})
+    with pytest.raises(ValueError, match="hold NaN or Inf"):
+        mr.load(path)
+    _rewrite(path, tensors={"modelring_ring0": ring.view(torch.int32)})  # the same bytes relabelled int32
+    with pytest.raises(ValueError, match="needs a floating-point vector"):
+        mr.load(path)
+
+
+def test_metadata_describing_a_huge_model_is_refused_without_building_it(tmp_path, monkeypatch):
+    import modelring.io as mio
+
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    _rewrite(path, model={"name": "resnet20", "kwargs": {"num_classes": 10 ** 7}})  # 2.8 GB if built
+    with pytest.raises(ValueError, match="does not fit this model"):
+        mr.load(path)
+    _rewrite(path, model={"name": "resnet20", "kwargs": {"num_classes": 7, "no_such_option": 1}})
+    with pytest.raises(ValueError, match="cannot be built"):
+        mr.load(path)
+    _rewrite(path, model={"name": "resnet20", "kwargs": {"num_classes": 7}})
+    monkeypatch.setattr(mio, "_physical_memory", lambda: 1000)  # a machine with 1 kB: even ResNet-20 is too big
+    with pytest.raises(ValueError, match="more than half of this machine"):
+        mr.load(path)
+
+
+def test_deeply_nested_json_metadata_is_a_clear_error(tmp_path):
+    path = mr.save(_model(), tmp_path / "m.safetensors")
+    _rewrite(path, raw_spec="[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ValueError, match="not readable JSON"):
+        mr.load(path)

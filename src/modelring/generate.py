@@ -81,10 +81,15 @@ class RingSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RingSpec":
-        if data.get("wiring_version") not in wr.SUPPORTED_VERSIONS:
-            raise ValueError(f"ring {data.get('name')!r} uses wiring version {data.get('wiring_version')}, but "
-                             f"this modelring implements versions {wr.SUPPORTED_VERSIONS}; install the modelring "
-                             "release that wrote the checkpoint")
+        """A spec from plain values (a file's metadata), checked first: a clear ValueError names every problem."""
+        version = data.get("wiring_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and version not in wr.SUPPORTED_VERSIONS:  # a later release may add fields
+            raise ValueError(f"ring {data.get('name')!r} uses wiring version {version}, but this modelring "
+                             f"implements versions {wr.SUPPORTED_VERSIONS}; install the modelring release that "
+                             "wrote the checkpoint")
+        problems = ring_dict_problems(data)
+        if problems:
+            raise ValueError("; ".join(problems))
         segments, offset = [], 0
         for s in data["segments"]:
             segments.append(Segment(s["name"], tuple(s["shape"]), float(s["scale"]), offset))
@@ -93,6 +98,56 @@ class RingSpec:
         return cls(segments=tuple(segments), **fields)
 
 
+
+
+MAX_ENTRIES = 2 ** 40  # far above any real model; keeps crafted specs from asking for unbounded work
+
+
+def _is_int(value, low: int, high: int = MAX_ENTRIES) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def ring_dict_problems(data) -> list[str]:
+    """Why a ring spec read from a file is not one ``convert`` could have written (empty when it is): types,
+    ranges and consistency of every field, before anything is built from it."""
+    if not isinstance(data, dict):
+        return [f"a ring spec must be a mapping, got {type(data).__name__}"]
+    name = data.get("name")
+    where = f"ring {name!r}" if isinstance(name, str) else "a ring"
+    problems = [] if isinstance(name, str) and name.isidentifier() else [f"{where}: name must be an identifier"]
+    expected = {"index", "size", "seed", "init_std", "block", "permute", "reflect", "sampling", "wiring",
+                "wiring_version", "segments", "name"}
+    if set(data) != expected:
+        problems.append(f"{where}: fields {sorted(set(data) ^ expected)} missing or unexpected")
+        return problems
+    checks = [("index", _is_int(data["index"], 0, 2 ** 20)), ("size", _is_int(data["size"], 1)),
+              ("seed", _is_int(data["seed"], 0, 2 ** 64 - 1)), ("block", _is_int(data["block"], 1, 2 ** 20)),
+              ("init_std", isinstance(data["init_std"], (int, float)) and not isinstance(data["init_std"], bool)
+               and math.isfinite(data["init_std"]) and data["init_std"] > 0),
+              ("permute", isinstance(data["permute"], bool)), ("reflect", isinstance(data["reflect"], bool)),
+              ("sampling", data["sampling"] in SAMPLINGS), ("wiring", data["wiring"] in WIRING_MODES),
+              ("wiring_version", _is_int(data["wiring_version"], 1, 2 ** 20))]
+    problems += [f"{where}: {field}={data[field]!r} is out of range or of the wrong type" for field, ok in checks
+                 if not ok]
+    segments = data["segments"]
+    if not isinstance(segments, list) or not segments:
+        return problems + [f"{where}: segments must be a non-empty list"]
+    names, total = set(), 0
+    for seg in segments:
+        shape = seg.get("shape") if isinstance(seg, dict) else None
+        if not (isinstance(seg, dict) and set(seg) == {"name", "shape", "scale"} and isinstance(seg["name"], str)
+                and isinstance(shape, list) and shape and all(_is_int(d, 1) for d in shape)
+                and isinstance(seg["scale"], (int, float)) and not isinstance(seg["scale"], bool)
+                and math.isfinite(seg["scale"])):
+            problems.append(f"{where}: segment {seg!r:.80} is not a (name, positive shape, finite scale)")
+            continue
+        if seg["name"] in names:
+            problems.append(f"{where}: segment {seg['name']!r} appears twice")
+        names.add(seg["name"])
+        total += math.prod(shape)
+    if total > MAX_ENTRIES:
+        problems.append(f"{where}: generates {total:,} weights, more than any model modelring can hold")
+    return problems
 
 
 @dataclass

@@ -104,6 +104,11 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
 def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """Load a model written by ``save``.
 
+    Every check runs before anything is built or changed: the spec (types, ranges, consistency), the rings (dtype,
+    shape, finiteness), every other tensor (finite), and the model the metadata describes (built first on the meta
+    device, so a file declaring a huge model costs no memory, then compared with the file's tensors and with the
+    memory this machine has). ``model`` is changed only after every check passed.
+
     Args:
         path: the safetensors file.
         model: optional model to fill: an unconverted model of the same architecture (converted here with the
@@ -112,31 +117,142 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
 
     Returns:
         The loaded model (on CPU), outputs identical to the saved one.
+
+    Raises:
+        ValueError: the file is unreadable, damaged, crafted, or does not fit ``model``.
     """
     tensors, meta = read_file(path)
-    spec = json.loads(meta["spec"]) if meta.get("spec") else None
-    if model is None:
-        model = _model_from_registry(path, json.loads(meta.get("model") or "null"))
-    for name, original in json.loads(meta.get("aliases") or "{}").items():
+    spec = _json_field(path, meta, "spec", dict)
+    rings = _ring_specs(path, spec) if spec else None
+    for name, original in (_json_field(path, meta, "aliases", dict) or {}).items():
+        if original not in tensors:
+            raise ValueError(f"{path}: alias {name!r} points to {original!r}, which the file does not hold")
         tensors[name] = tensors[original]
-    if spec is not None and get_state(model) is None:
-        rings = _ring_specs(path, spec)
+    _check_tensors(path, tensors, rings or [])
+    if model is None:
+        model_spec = _json_field(path, meta, "model", dict)
+        _check_buildable(path, model_spec, tensors, rings)
+        model = _model_from_registry(path, model_spec)
+    state = get_state(model)
+    if rings is not None and state is None:
         _check_fits_unconverted(path, model, tensors, rings)  # before converting: a misfit changes nothing
         apply_specs(model, rings, init=False)
-    elif spec is None and get_state(model) is not None:
+    elif rings is None and state is not None:
         raise ValueError(f"{path} holds a plain (unconverted) model but the given model is converted; pass an "
                          "unconverted model")
+    elif rings is not None:
+        _check_fits_converted(path, model, tensors, spec)
+    else:
+        _check_fits_plain(path, model, tensors)
     if spec is not None:
         tensors[LEGACY_SPEC_KEY] = encode_spec(spec)  # renamed to today's keys by the model's load pre-hook
     model.load_state_dict(tensors, strict=True)
     return model
 
 
+def _json_field(path, meta: dict, key: str, kind: type):
+    """A JSON metadata field of the file (None when empty), of type ``kind``; clear errors for damaged JSON."""
+    text = meta.get(key) or ""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: the {key!r} metadata is not readable JSON ({type(err).__name__}); the file is "
+                         "damaged or was edited") from None
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"{path}: the {key!r} metadata must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _check_tensors(path, tensors: dict, rings: list[RingSpec]) -> None:
+    """Rings: floating point, one dimension of the spec's size; every floating tensor finite."""
+    for ring in rings:
+        t = tensors.get(LEGACY_RING_PREFIX + ring.name)
+        if t is None:
+            raise ValueError(f"{path}: the spec has ring {ring.name!r} but the file holds no tensor for it")
+        if not t.is_floating_point() or tuple(t.shape) != (ring.size,):
+            raise ValueError(f"{path}: ring {ring.name!r} is {t.dtype} of shape {tuple(t.shape)}; the spec needs a "
+                             f"floating-point vector of {ring.size:,} entries")
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{path}: {', '.join(bad[:5])} hold NaN or Inf values; the model would compute nothing "
+                         "useful (was it saved from a diverged run?)")
+
+
+def _check_buildable(path, model_spec: dict | None, tensors: dict, rings: list[RingSpec] | None) -> None:
+    """Build the model the metadata describes on the meta device (no memory), check it fits the file's tensors,
+    and that the real model fits in this machine's memory."""
+    from .models import create_model
+
+    if not model_spec or not isinstance(model_spec.get("name"), str) or not isinstance(model_spec.get("kwargs"),
+                                                                                        dict):
+        raise ValueError(f"{path} does not say how to build its model (it was not made by create_model); "
+                         "pass model=<an unconverted instance of the same architecture>")
+    try:
+        with torch.device("meta"):
+            probe = create_model(model_spec["name"], **model_spec["kwargs"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: its metadata describes model {model_spec['name']!r} with "
+                         f"{json.dumps(model_spec['kwargs'])[:200]}, which cannot be built: {err}") from None
+    if rings is not None:
+        _check_fits_unconverted(path, probe, tensors, rings)
+    else:
+        _check_fits_plain(path, probe, tensors)
+    need = sum(t.numel() * t.element_size() for t in [*probe.parameters(), *probe.buffers()])
+    have = _physical_memory()
+    if have and need > have // 2:
+        raise ValueError(f"{path}: the model it describes needs {need / 2**30:.1f} GiB, more than half of this "
+                         f"machine's {have / 2**30:.1f} GiB; refusing to build it")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits_plain(path, model: nn.Module, tensors: dict) -> None:
+    _compare(path, {k: tuple(v.shape) for k, v in model.state_dict().items()}, tensors)
+
+
+def _check_fits_converted(path, model: nn.Module, tensors: dict, spec: dict) -> None:
+    """A converted ``model`` takes the file only with the same ring specs and the same free tensors."""
+    from .convert import spec_mismatch
+
+    ours = get_state(model).spec()["rings"]
+    if len(ours) != len(spec["rings"]):
+        raise ValueError(f"{path} has {len(spec['rings'])} rings, the given model {len(ours)}")
+    for theirs, mine in zip(spec["rings"], ours):
+        problem = spec_mismatch(theirs, mine)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(f"{BANK}.")}
+    expected.update({LEGACY_RING_PREFIX + r["name"]: (r["size"],) for r in ours})
+    _compare(path, expected, tensors)
+
+
 def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[RingSpec]) -> None:
-    """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included."""
-    generated = {seg.name for ring in rings for seg in ring.segments}
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in generated}
+    """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included, and
+    every generated segment is a parameter of this shape (checked by ``convert``'s own spec check)."""
+    from .convert import _check_spec_fits
+
+    params = dict(model.named_parameters())
+    try:
+        for ring in rings:
+            _check_spec_fits(model, ring, params)
+    except ValueError as err:
+        raise ValueError(f"{path} does not fit this model: {err}") from None
+    generated = [seg.name for ring in rings for seg in ring.segments]
+    if len(set(generated)) != len(generated):
+        raise ValueError(f"{path}: two rings generate the same weight; the file is damaged or was edited")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in set(generated)}
     expected.update({LEGACY_RING_PREFIX + ring.name: (ring.size,) for ring in rings})
+    _compare(path, expected, tensors)
+
+
+def _compare(path, expected: dict, tensors: dict) -> None:
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
@@ -147,11 +263,18 @@ def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[R
 
 
 def _ring_specs(path, spec: dict) -> list[RingSpec]:
+    rings = spec.get("rings")
+    if not isinstance(rings, list) or not rings:
+        raise ValueError(f"{path} holds an unreadable modelring spec (no list of rings); the file is damaged or was "
+                         "edited")
     try:
-        return [RingSpec.from_dict(ring) for ring in spec["rings"]]
-    except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path} holds an unreadable modelring spec ({err!r}); the file is damaged or was "
-                         "edited") from err
+        specs = [RingSpec.from_dict(ring) for ring in rings]
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise ValueError(f"{path} holds an unreadable modelring spec ({err}); the file is damaged or was "
+                         "edited") from None
+    if len({r.name for r in specs}) != len(specs):
+        raise ValueError(f"{path}: two rings share a name; the file is damaged or was edited")
+    return specs
 
 
 def _model_from_registry(path, model_spec: dict | None) -> nn.Module:
