@@ -58,3 +58,52 @@ def test_write_idx_roundtrip(tmp_path, name, dtype):
     assert torch.equal(read_idx(write_idx(tmp_path / name, array)), torch.from_numpy(array))
     with pytest.raises(ValueError, match="cannot hold"):
         write_idx(tmp_path / "b.idx", np.zeros(3, dtype=np.uint16))
+
+
+def test_a_gzip_whose_header_declares_more_than_it_can_hold_is_refused_before_reading(tmp_path):
+    import gzip
+
+    from modelring.data.idx import read_idx
+
+    header = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in (60000, 2000, 2000))  # 240 GB
+    with gzip.open(tmp_path / "bomb-idx3-ubyte.gz", "wb") as f:
+        f.write(header + bytes(1000))
+    with pytest.raises(ValueError, match="more than the file can hold"):
+        read_idx(tmp_path / "bomb-idx3-ubyte.gz")
+
+
+def test_corrupt_deflate_stream_and_trailing_data_are_clear_errors(tmp_path):
+    from modelring.data.idx import read_idx, write_idx
+
+    path = write_idx(tmp_path / "x-idx1-ubyte.gz", np.arange(5000, dtype=np.uint8) % 7)
+    data = bytearray(path.read_bytes())
+    data[40:60] = bytes(20)  # damage the compressed stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="cannot be read|truncated or corrupt"):
+        read_idx(path)
+    raw = write_idx(tmp_path / "y-idx1-ubyte", np.arange(10, dtype=np.uint8))
+    raw.write_bytes(raw.read_bytes() + b"\x00")
+    with pytest.raises(ValueError, match="holds more payload bytes"):
+        read_idx(raw)
+
+
+@pytest.mark.parametrize("side", [0, 1])
+def test_degenerate_mnist_images_are_refused(tmp_path, side):
+    from modelring.data import mnist, write_idx
+
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, side, side), dtype=np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4, dtype=np.uint8))
+    with pytest.raises(ValueError, match="at least 8x8"):
+        mnist(tmp_path, train=True)
+
+
+def test_train_and_test_splits_of_different_sizes_are_refused(tmp_path):
+    from modelring.config import load_config
+    from modelring.data import write_idx
+    from modelring.tasks import get_task
+
+    for split, side in (("train", 28), ("t10k", 20)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", np.zeros((4, side, side), dtype=np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.zeros(4, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"training images are \(1, 28, 28\) but the test images \(1, 20, 20\)"):
+        get_task("classification").build_data(load_config(None, [f"data.root={tmp_path}"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,31 +50,48 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     return path
 
 
+# deflate cannot expand data more than ~1032x; a header declaring more than this is not this file's content
+MAX_GZIP_RATIO = 1100
+
+
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
     """Read an IDX file (raw or .gz) into a tensor of its stored shape.
 
+    The header is read first and the payload size it declares is checked against what the file can hold (its size,
+    or for ``.gz`` the largest expansion deflate allows) before anything that size is allocated; then exactly that
+    many bytes are read, and a longer or shorter stream is an error.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not IDX, or its size disagrees with its header (truncated or corrupt).
+        ValueError: the file is not IDX, or its size disagrees with its header (truncated, corrupt or crafted).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no IDX file at {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    gz = path.suffix == ".gz"
+    opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path} cannot be read (corrupt gzip?): {err}") from err
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_TYPES[data[2]])
-    expected = header + math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(f"{path} holds {len(data)} bytes but its header {shape} needs {expected}: truncated "
-                         "or corrupt; download it again")
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _TYPES:
+                raise ValueError(f"{path} is not an IDX file (bad magic number {magic.hex()})")
+            dims = f.read(4 * magic[3])
+            if len(dims) != 4 * magic[3]:
+                raise ValueError(f"{path} is truncated inside its header; download it again")
+            shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(magic[3]))
+            dtype = np.dtype(_TYPES[magic[2]])
+            size = math.prod(shape) * dtype.itemsize
+            limit = path.stat().st_size * (MAX_GZIP_RATIO if gz else 1)
+            if size > limit:
+                raise ValueError(f"{path}: its header declares {shape} ({size:,} bytes), more than the file can hold "
+                                 f"({path.stat().st_size:,} bytes{', compressed' if gz else ''}): corrupt or crafted")
+            data = f.read(size)
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{path} cannot be read (corrupt gzip?): {type(err).__name__}: {err}") from None
+    if len(data) != size or extra:
+        held = "more" if extra else f"{len(data):,}"
+        raise ValueError(f"{path} holds {held} payload bytes but its header {shape} needs {size:,}: truncated or "
+                         "corrupt; download it again")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")))

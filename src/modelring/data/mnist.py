@@ -37,6 +37,9 @@ def _find_idx(root: Path, stem: str, fashion: bool) -> Path:
                             "pass that folder as root")
 
 
+MIN_SIDE = 8  # smaller images are a broken file, not digits (padding would hide it)
+
+
 def mnist(root: str | os.PathLike, *, train: bool, fashion: bool = False) -> TensorImageDataset:
     """Read an MNIST or Fashion-MNIST split into memory.
 
@@ -59,6 +62,9 @@ def mnist(root: str | os.PathLike, *, train: bool, fashion: bool = False) -> Ten
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != torch.uint8 or images.dim() != 3:
         raise ValueError(f"{images_path} must hold uint8 images (N, H, W), got {images.dtype} {tuple(images.shape)}")
+    if images.shape[0] < 1 or min(images.shape[1:]) < MIN_SIDE:
+        raise ValueError(f"{images_path} holds {images.shape[0]} images of {images.shape[1]}x{images.shape[2]}; an "
+                         f"MNIST split needs at least one image of at least {MIN_SIDE}x{MIN_SIDE} (MNIST's are 28x28)")
     if labels.dtype != torch.uint8 or labels.shape != (images.shape[0],):
         raise ValueError(f"{labels_path} must hold {images.shape[0]} uint8 labels to match {images_path}, got "
                          f"{labels.dtype} {tuple(labels.shape)}")

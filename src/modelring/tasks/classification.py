@@ -130,6 +130,9 @@ class ClassificationTask(Task):
         train_tf, eval_tf = transforms(dc["name"], dc["image_size"], dc["augment"])
         seed = cfg["train"]["seed"]
         classes, channels = train.classes, train[0][0].shape[0]
+        if len(test) and tuple(test[0][0].shape) != tuple(train[0][0].shape) and dc["name"] != "imagefolder":
+            raise ValueError(f"the {dc['name']} training images are {tuple(train[0][0].shape)} but the test images "
+                             f"{tuple(test[0][0].shape)}: the two splits do not belong together (check data.root)")
         if dc["val_size"]:
             train, test = split_validation(train, dc["val_size"])
         else:
