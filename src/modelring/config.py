@@ -348,7 +348,7 @@ def _relational_problems(cfg: dict) -> list[str]:
 def size_problem(size) -> str | None:
     """Why ``size`` is not a ring size / pruning budget (None when it is): an int >= 1, a float in (0, 1] or a byte
     string such as '2MB'."""
-    from .convert import _BYTES
+    from .convert import BYTE_SIZE
 
     if isinstance(size, bool) or not isinstance(size, (int, float, str)):
         return None  # the type is reported by the schema
@@ -356,7 +356,7 @@ def size_problem(size) -> str | None:
         return "an int size counts entries and must be >= 1"
     if isinstance(size, float) and not 0.0 < size <= 1.0:
         return "a float size is a fraction of the generated weights, in (0, 1]; pass an int for a count"
-    if isinstance(size, str) and not _BYTES.match(size):
+    if isinstance(size, str) and not BYTE_SIZE.match(size):
         return "a text size is a byte budget such as '2MB', '1.5MiB' or '800kB'"
     return None
 

@@ -475,7 +475,7 @@ def split_proportional(count: int, weights: list[int]) -> list[int]:
     return parts
 
 
-_BYTES = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?i?B)\s*$", re.IGNORECASE)
+BYTE_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?i?B)\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -493,7 +493,7 @@ def resolve_ring_size(size: RingSize, total: int, element_size: int = 4) -> int:
             raise ValueError(f"a float ring size is a fraction of the {total:,} generated weights and must be "
                              f"in (0, 1], got {size}; pass an int for a number of entries")
         return max(1, round(size * total))
-    match = _BYTES.match(size)
+    match = BYTE_SIZE.match(size)
     if not match:
         raise ValueError(f"cannot read ring size {size!r}; use e.g. '2MB', '1.5MiB' or '800kB'")
     entries = int(float(match.group(1)) * _UNITS[match.group(2).lower()]) // element_size
@@ -565,7 +565,7 @@ def apply_specs(model: nn.Module, specs: list[RingSpec], *, init: bool = True) -
     if hasattr(model, BANK):
         raise ValueError(f"the model already has an attribute {BANK!r}, where convert puts the rings")
     for spec in specs:  # validate everything before touching the model: an error leaves it unchanged
-        _check_spec_fits(model, spec, params)
+        check_spec_fits(model, spec, params)
     rings, all_owners = [], []
     for spec in specs:
         first = params[spec.segments[0].name]
@@ -616,7 +616,7 @@ def _check_optimizer(optimizer, args, kwargs) -> None:
                            "(model.parameters() then yields the rings)")
 
 
-def _check_spec_fits(model: nn.Module, spec: RingSpec, params: dict) -> None:
+def check_spec_fits(model: nn.Module, spec: RingSpec, params: dict) -> None:
     """The model has every parameter the spec generates, with its shape, and one dtype/device."""
     first = None
     for seg in spec.segments:

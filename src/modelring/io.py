@@ -236,12 +236,12 @@ def _check_fits_converted(path, model: nn.Module, tensors: dict, spec: dict) -> 
 def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[RingSpec]) -> None:
     """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included, and
     every generated segment is a parameter of this shape (checked by ``convert``'s own spec check)."""
-    from .convert import _check_spec_fits
+    from .convert import check_spec_fits
 
     params = dict(model.named_parameters())
     try:
         for ring in rings:
-            _check_spec_fits(model, ring, params)
+            check_spec_fits(model, ring, params)
     except ValueError as err:
         raise ValueError(f"{path} does not fit this model: {err}") from None
     generated = [seg.name for ring in rings for seg in ring.segments]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import modelring as mr
 from modelring import cli
 from modelring import loop as T
 from modelring.config import load_config
@@ -81,7 +82,7 @@ def test_eval_command_prints_the_metrics_table(finished, capsys):
 def test_config_mistakes_are_clear_errors(scenes, tmp_path):
     with pytest.raises(ValueError, match=r"unknown multitask data set .cifar10. \(it is a classification data set\); set data.name to one of s2d3ds"):
         T.fit(_config(scenes, tmp_path / "a", **{"data.name": "cifar10"}))
-    with pytest.raises(ValueError, match="multitask.depth_loss must be l1 or l2"):
+    with pytest.raises(ValueError, match="multitask.depth_loss=.huber.: expected one of l1 | l2"):
         T.fit(_config(scenes, tmp_path / "b", **{"multitask.depth_loss": "huber"}))
     with pytest.raises(ValueError, match="unknown key 'multitask.depth_wieght'"):
         _config(scenes, tmp_path / "c", **{"multitask.depth_wieght": 2.0})
@@ -98,3 +99,14 @@ def test_losses_use_only_valid_pixels():
     assert normal_loss(p, t, torch.tensor([[[True, False]]]), "cosine").item() == 1.0
     assert normal_loss(p, t, torch.tensor([[[True, True]]]), "l2").item() == 1.0
     assert depth_loss(pred, target, torch.zeros(1, 1, 3, dtype=torch.bool), "l1").item() == 0.0
+
+
+def test_pruning_trains_the_multitask_model_too(scenes, tmp_path):
+    """Methods are peers: the layer-wise pruning baseline on the dense-regression task."""
+    report = T.fit(_config(scenes, tmp_path / "p", **{"method": "prune-layerwise", "prune.keep": 0.2,
+                                                       "prune.at": 0.5, "train.epochs": 2}), log=lambda *a: None)
+    model = mr.load(tmp_path / "p" / "model.safetensors")
+    prunable = [p for n, p in model.named_parameters() if p.dim() == 4 and not n.startswith(("encoder.stem", "heads"))]
+    kept = sum(int((p != 0).sum()) for p in prunable)
+    assert kept == report["pruned_keep"] == round(0.2 * sum(p.numel() for p in prunable))
+    assert report["method"] == "prune-layerwise" and report["dof"] < report["dense_params"]
