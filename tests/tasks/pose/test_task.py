@@ -75,7 +75,7 @@ def test_kill_and_resume_equals_uninterrupted_run(pose_root, tmp_path, monkeypat
 def test_bad_config_is_refused_clearly(pose_root, tmp_path):
     with pytest.raises(ValueError, match=r"unknown pose data set .cifar10. \(it is a classification data set\); set data.name to one of mpii"):
         run(_config(pose_root, tmp_path / "a", **{"data.name": "cifar10"}), log=lambda *a: None)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="method=.cpm.: expected one of dense | rpg"):
         run(_config(pose_root, tmp_path / "b", **{"method": "cpm"}), log=lambda *a: None)
     with pytest.raises(FileNotFoundError, match="no MPII annotation file"):
         run(_config(tmp_path / "nowhere", tmp_path / "c"), log=lambda *a: None)
