@@ -120,8 +120,10 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         best = max(best, score)
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} {task.epoch_line(row)} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
-    if test is None and d.main and (out / "report.json").is_file() and (out / "model.safetensors").is_file():
-        # a finished run resumed: nothing was trained, so its final model and report stay as they are
+    if test is None and d.world == 1 and (out / "report.json").is_file() and (out / "model.safetensors").is_file():
+        # a finished run resumed: nothing was trained, so its final model and report stay as they are (with several
+        # processes every rank evaluates below instead, so that their collectives stay matched; the rewritten
+        # model is last.pt's, the same one)
         log(f"{out} holds a finished run; nothing to train (its model.safetensors and report.json are kept)")
         return json.loads((out / "report.json").read_text())
     if test is None:  # resumed after the last epoch, killed before the final files

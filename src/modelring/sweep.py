@@ -84,7 +84,7 @@ def run_settings(config: str | Path, settings: list[dict], *, seeds: list[int], 
                 report["wall_s"] = round(time.perf_counter() - started, 1)  # kept so resumed sweeps can sum it
                 write_atomic(folder / "report.json", lambda t: Path(t).write_text(json.dumps(report, indent=1)))
             rows.append({"run": name, "seed": seed, **{k: str(v) for k, v in combo.items()}, **report})
-            split = "val" if "val_top1" in report else "test"
+            split = split_of([report])
             log(f"{name}: {split} top-1 {report[f'{split}_top1']:.4f}, DoF {report['dof']:,}")
     return rows
 
@@ -128,11 +128,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def split_of(rows: list[dict]) -> str:
+    """``val`` when the runs evaluated on a validation split held out of the training data, else ``test``."""
+    return "val" if rows and "val_top1" in rows[0] else "test"
+
+
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean ± std of test top-1 per setting (runs that differ only by seed)."""
-    out = []
+    """Mean ± std of top-1 (on the runs' evaluation split) per setting (runs that differ only by seed)."""
+    out, key = [], f"{split_of(rows)}_top1"
     for setting, members in group_by_setting(rows).items():
-        mean, std = mean_std([m["test_top1"] for m in members])
+        mean, std = mean_std([m[key] for m in members])
         out.append({"setting": setting, "dof": members[0]["dof"], "dof_fraction": members[0]["dof_fraction"],
                     "mean": mean, "std": std, "seeds": len(members)})
     return sorted(out, key=lambda r: r["dof"])
@@ -156,11 +161,12 @@ def write_tables(rows: list[dict], out: Path) -> None:
     write_csv(rows, out / "sweep.csv")
     summary = summarize(rows)
     rpg = [r for r in rows if not r["run"].startswith("dense")]
-    fit = fit_loglinear([r["dof"] for r in rpg], [r["test_top1"] for r in rpg]) \
+    split = split_of(rows)
+    fit = fit_loglinear([r["dof"] for r in rpg], [r[f"{split}_top1"] for r in rpg]) \
         if len({r["dof"] for r in rpg}) > 1 else None
     write_atomic(out / "sweep.json", lambda t: Path(t).write_text(json.dumps({"rows": rows, "summary": summary,
                                                                                "fit": fit}, indent=1)))
-    lines = ["| setting | DoF | DoF % | test top-1 (mean ± std) | seeds |", "|---|---|---|---|---|"]
+    lines = [f"| setting | DoF | DoF % | {split} top-1 (mean ± std) | seeds |", "|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {r['dof']:,} | {100 * r['dof_fraction']:.2f} | {r['mean']:.4f} ± {r['std']:.4f} "
               f"| {r['seeds']} |" for r in summary]
     if fit:

@@ -163,3 +163,45 @@ def test_synthetic_writer_writes_the_reader_layout(tmp_path):
     assert (again / "annot" / "train.json").read_text() == (out / "annot" / "train.json").read_text()
     with pytest.raises(ValueError, match="not empty"):
         write_dataset(out, train=5, test=3, seed=1, image_size=48)
+
+
+@pytest.mark.parametrize("name", ["../annot/valid.json", "/etc/hostname", "sub/../../x.png", "C:\\x.png"])
+def test_image_paths_must_stay_inside_the_image_folder(tmp_path, name):
+    _write_root(tmp_path, [_entry()])
+    (tmp_path / "annot" / "valid.json").write_text(json.dumps([_entry(name=name)]))
+    with pytest.raises(ValueError, match="must be a path inside root/images"):
+        MPIIDataset(tmp_path, "valid")
+
+
+def test_persons_outside_their_image_are_skipped_with_a_warning(tmp_path):
+    outside = _entry(name="b.png", center=[500.0, 500.0])
+    far = _entry(name="c.png", joints=(JOINTS + 1000).tolist())
+    _write_root(tmp_path, [_entry(), outside, far])
+    with pytest.warns(RuntimeWarning, match="skipped 2 of 3 persons"):
+        ds = MPIIDataset(tmp_path, "valid")
+    assert len(ds) == 1 and ds.skipped == 2 and ds.records[0]["image"] == "a.png"
+
+
+def test_a_person_without_head_size_is_left_out_of_pckh_not_scored_against_zero():
+    from modelring.tasks.pose.metrics import PoseMeter, joint_table
+
+    gt = np.stack([JOINTS, JOINTS])
+    pred = gt + 0.5  # half a pixel off everywhere
+    meter = PoseMeter()
+    meter.update(pred, gt, np.ones((2, 16)), np.array([10.0, float("nan")]))
+    assert meter.mean("pckh") == 1.0 and meter.no_head == 1 and meter.pckh_count.sum() == 16
+    assert "1 persons without a head size" in joint_table(meter)
+    totals = meter.state()
+    again = PoseMeter()
+    again.load(totals)
+    assert again.no_head == 1 and again.mean("pckh") == 1.0
+
+
+def test_missing_head_size_with_unannotated_head_joints_reads_as_unknown(tmp_path):
+    from modelring.data.mpii import HEAD_TOP, read_annotations
+
+    vis = [1] * 16
+    vis[HEAD_TOP] = 0
+    _write_root(tmp_path, [_entry(joints_vis=vis)])
+    record = read_annotations(tmp_path / "annot" / "valid.json")[0]
+    assert np.isnan(record["head_size"])

@@ -304,3 +304,51 @@ def test_dataset_registry_names_every_reader_its_task_and_constants():
     assert dataset_info("fashion_mnist").default_root and not dataset_info("mnist").mirror
     with pytest.raises(ValueError, match=r"'mpii' \(it is a pose data set\); set data.name to one of cifar10"):
         build_dataset("mpii", "/nowhere", train=True)
+
+
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(path)
+
+
+def test_image_folder_ignores_hidden_entries_and_refuses_symlink_loops(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        for i in range(2):
+            _png(tmp_path / "train" / cls / f"{i}.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    _png(tmp_path / "train" / ".ipynb_checkpoints" / "x.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    _png(tmp_path / "train" / "cat" / ".hidden" / "y.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    ds = image_folder(tmp_path / "train")
+    assert ds.classes == ["cat", "dog"] and len(ds) == 4
+    (tmp_path / "train" / "dog" / "loop").symlink_to(tmp_path / "train" / "dog")
+    with pytest.raises(ValueError, match="reached twice"):
+        image_folder(tmp_path / "train")
+
+
+def test_sixteen_bit_images_are_scaled_and_float_images_refused(tmp_path):
+    from modelring.data import decode_image
+
+    ramp = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1013).astype(np.uint16)  # 0 .. 63,819
+    _png(tmp_path / "wide.png", ramp)  # Pillow writes a uint16 array as a 16-bit PNG (mode I;16)
+    image = decode_image(tmp_path / "wide.png")
+    expected = ((ramp.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    assert image.shape == (3, 8, 8) and np.array_equal(image[0].numpy(), expected)
+    assert int(image.max()) == 248 and (image == 255).sum() == 0  # not clipped at 255
+    from PIL import Image
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8), "F").save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match="floating-point image"):
+        decode_image(tmp_path / "f.tiff")
+
+
+def test_train_and_val_class_lists_must_agree(tmp_path):
+    from modelring.config import load_config
+    from modelring.tasks import get_task
+
+    for split, classes in (("train", ("apple", "pear", "plum")), ("val", ("apple", "plum", "quince"))):
+        for cls in classes:
+            _png(tmp_path / split / cls / "0.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    cfg = load_config(None, [f"data.root={tmp_path}", "data.name=imagefolder", "data.image_size=8"])
+    with pytest.raises(ValueError, match=r"missing from test: \['pear'\]; not in training: \['quince'\]"):
+        get_task("classification").build_data(cfg)

@@ -7,7 +7,10 @@ On disk::
     root/<class_b>/zzz.jpeg
 
 Classes are the sub-folder names sorted alphabetically (label = index in that order); files are listed in
-sorted path order. Images are decoded lazily with Pillow, converted to RGB.
+sorted path order. Hidden entries (names starting with ".", such as ``.ipynb_checkpoints``) are ignored; symlinked
+folders are followed, and a folder reached twice (a symlink loop) is an error. Images are decoded lazily with
+Pillow: 8-bit images are converted to RGB, 16-bit ones scaled from their 0..65535 range to 0..255 (rounded), and
+32-bit integer or floating-point images refused (they have no defined display range).
 """
 from __future__ import annotations
 
@@ -62,17 +65,35 @@ def decode_image(path: str | os.PathLike) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # Pillow raises SyntaxError on some bad headers
-        raise ValueError(f"{path} cannot be decoded as an image (corrupt or not an image): {err}") from err
+            if image.mode in ("I", "F") or image.mode.startswith("I;32"):
+                raise ValueError(f"{path} is a {'floating-point' if image.mode == 'F' else '32-bit integer'} image "
+                                 f"(mode {image.mode}); modelring reads 8- and 16-bit images only: convert it to 8 or "
+                                 "16 bit with the scaling you want")
+            if image.mode.startswith("I;16"):  # 16-bit gray: scale the full range, do not clip at 255
+                wide = np.asarray(image).astype(np.uint32)
+                gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+                array = np.repeat(gray[..., None], 3, axis=2)
+            else:
+                array = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        # Pillow raises SyntaxError on some bad headers, DecompressionBombError on images of absurd pixel counts
+        raise ValueError(f"{path} cannot be decoded as an image (corrupt, not an image, or too large): {err}") \
+            from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def _list_images(folder: Path) -> list[Path]:
-    found = []
+    found, seen = [], set()
     # followlinks: ImageNet trees are often assembled from symlinked folders.
-    for directory, _, files in os.walk(folder, followlinks=True):
-        found.extend(Path(directory) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(directory)
+        if (stat.st_dev, stat.st_ino) in seen:
+            raise ValueError(f"{directory} is reached twice while listing {folder} (a symlink loop, or two links to "
+                             "one folder): every image would be counted again; remove the link")
+        seen.add((stat.st_dev, stat.st_ino))
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))  # hidden folders are not data
+        found.extend(Path(directory) / f for f in files
+                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
     return sorted(found)
 
 
@@ -91,7 +112,7 @@ def image_folder(root: str | os.PathLike) -> ImageFolderDataset:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; {_HOW_TO_GET}")
-    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
         raise FileNotFoundError(f"no class folders in {root} (expected {root}/<class>/<image>); {_HOW_TO_GET}")
     samples: list[tuple[Path, int]] = []

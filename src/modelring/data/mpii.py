@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -74,6 +75,10 @@ def _person(path: Path, index: int, entry) -> dict:
         raise _fail(path, index, f"missing {', '.join(missing)}")
     if not isinstance(entry["image"], str) or not entry["image"]:
         raise _fail(path, index, f"image must be a file name, got {entry['image']!r}")
+    name = PurePosixPath(entry["image"].replace("\\", "/"))
+    if name.is_absolute() or ".." in name.parts or entry["image"].startswith(("/", "\\")) or ":" in entry["image"]:
+        raise _fail(path, index, f"image {entry['image']!r} must be a path inside root/images (no absolute path, "
+                                 "no '..')")
     center, joints = _numbers(entry["center"], (2,)), _numbers(entry["joints"], (NUM_JOINTS, 2))
     vis, scale = _numbers(entry["joints_vis"], (NUM_JOINTS,)), _numbers(entry["scale"], ())
     for name, value in (("center", center), ("joints", joints), ("joints_vis", vis), ("scale", scale)):
@@ -86,8 +91,10 @@ def _person(path: Path, index: int, entry) -> dict:
     if head is not None and (_numbers(head, ()) is None or head <= 0):
         raise _fail(path, index, f"head_size must be a positive number, got {head!r}")
     joints = joints - 1.0
-    if head is None:
-        head = 0.75 * float(np.linalg.norm(joints[HEAD_TOP] - joints[UPPER_NECK]))
+    if head is None:  # 0.75 x |head top - upper neck|, only when both are annotated; else PCKh skips this person
+        known = vis[HEAD_TOP] > 0 and vis[UPPER_NECK] > 0
+        head = 0.75 * float(np.linalg.norm(joints[HEAD_TOP] - joints[UPPER_NECK])) if known else float("nan")
+        head = head if head > 0 else float("nan")
     return {"image": entry["image"], "center": center - 1.0, "scale": float(scale), "joints": joints,
             "joints_vis": (vis > 0).astype(np.float64), "head_size": float(head)}
 
@@ -227,7 +234,12 @@ class MPIIDataset(Dataset):
         if input_size % heatmap_size:
             raise ValueError(f"input_size {input_size} must be a multiple of heatmap_size {heatmap_size}")
         self.root = Path(root)
-        self.records = read_annotations(self.root / "annot" / f"{split}.json")
+        records = read_annotations(self.root / "annot" / f"{split}.json")
+        self.records = [r for r in records if self._inside_image(r)]
+        self.skipped = len(records) - len(self.records)
+        if self.skipped:
+            warnings.warn(f"{self.root / 'annot' / f'{split}.json'}: skipped {self.skipped} of {len(records)} persons "
+                          "whose centre, or every annotated joint, lies outside their image", RuntimeWarning)
         self.input_size, self.heatmap_size, self.sigma = input_size, heatmap_size, sigma
         self.augment, self.rotation, self.scale_factor, self.flip = augment, rotation, scale_factor, flip
         self.box_margin, self.seed, self.epoch = box_margin, seed, 0
@@ -235,13 +247,35 @@ class MPIIDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def load_image(self, name: str) -> Image.Image:
-        """The RGB image ``root/images/<name>``."""
+    def _inside_image(self, record: dict) -> bool:
+        """Whether the person's centre and at least one annotated joint (if any) lie inside its image."""
+        width, height = self.image_size(record["image"])
+        inside = lambda p: (0 <= p[..., 0]) & (p[..., 0] < width) & (0 <= p[..., 1]) & (p[..., 1] < height)  # noqa
+        annotated = record["joints_vis"] > 0
+        return bool(inside(record["center"])) and (not annotated.any() or bool(inside(record["joints"])[annotated].any()))
+
+    def image_size(self, name: str) -> tuple[int, int]:
+        """(width, height) of ``root/images/<name>`` from its header (cached: several persons share an image)."""
+        sizes = self.__dict__.setdefault("_sizes", {})
+        if name not in sizes:
+            path = self._image_path(name)
+            try:
+                with Image.open(path) as image:
+                    sizes[name] = image.size
+            except (OSError, SyntaxError) as err:
+                raise ValueError(f"image {path} cannot be read: {err}") from None
+        return sizes[name]
+
+    def _image_path(self, name: str) -> Path:
         path = self.root / "images" / name
         if not path.is_file():
             raise FileNotFoundError(f"image {path} named in {self.root / 'annot'} does not exist; put the MPII "
                                     "images under root/images/")
-        with Image.open(path) as image:
+        return path
+
+    def load_image(self, name: str) -> Image.Image:
+        """The RGB image ``root/images/<name>``."""
+        with Image.open(self._image_path(name)) as image:
             return image.convert("RGB")
 
     def sample_augmentation(self, index: int) -> tuple[float, float, bool]:

@@ -130,6 +130,13 @@ class ClassificationTask(Task):
         train_tf, eval_tf = transforms(dc["name"], dc["image_size"], dc["augment"])
         seed = cfg["train"]["seed"]
         classes, channels = train.classes, train[0][0].shape[0]
+        if list(test.classes) != list(classes):  # labels are indices into the class list: both must agree
+            missing = sorted(set(classes) - set(test.classes))
+            extra = sorted(set(test.classes) - set(classes))
+            raise ValueError(f"the {dc['name']} test split's classes differ from the training split's (missing from "
+                             f"test: {missing[:5] or 'none'}; not in training: {extra[:5] or 'none'}"
+                             f"{'; same names, another order' if not missing and not extra else ''}): every label "
+                             "would mean another class; make both splits hold the same class folders")
         if len(test) and tuple(test[0][0].shape) != tuple(train[0][0].shape) and dc["name"] != "imagefolder":
             raise ValueError(f"the {dc['name']} training images are {tuple(train[0][0].shape)} but the test images "
                              f"{tuple(test[0][0].shape)}: the two splits do not belong together (check data.root)")

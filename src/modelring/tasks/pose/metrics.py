@@ -80,12 +80,18 @@ class PoseMeter:
     pckh_count: np.ndarray = field(default_factory=lambda: np.zeros(len(JOINT_NAMES)))
     pck_hits: np.ndarray = field(default_factory=lambda: np.zeros(len(JOINT_NAMES)))
     pck_count: np.ndarray = field(default_factory=lambda: np.zeros(len(JOINT_NAMES)))
+    no_head: float = 0.0  # persons left out of PCKh: no head size (not in the file, head joints not annotated)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_size: np.ndarray) -> None:
         """Add a batch: predictions and ground truth (B, J, 2) in image pixels, flags (B, J), head sizes (B,)."""
         visible = np.asarray(visible) > 0
-        self.pckh_hits += (correct_within(pred, gt, head_size, self.threshold) & visible).sum(0)
-        self.pckh_count += visible.sum(0)
+        head_size = np.asarray(head_size, dtype=np.float64)
+        has_head = np.isfinite(head_size) & (head_size > 0)
+        self.no_head += float((~has_head).sum())
+        head_visible = visible & has_head[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.pckh_hits += (correct_within(pred, gt, head_size, self.threshold) & head_visible).sum(0)
+        self.pckh_count += head_visible.sum(0)
         torso_known = visible[:, L_SHOULDER] & visible[:, R_HIP]
         torso_visible = visible & torso_known[:, None]
         self.pck_hits += (correct_within(pred, gt, torso_size(gt), self.threshold) & torso_visible).sum(0)
@@ -93,11 +99,14 @@ class PoseMeter:
 
     def state(self) -> list[float]:
         """The counts as one flat list (to sum over ranks)."""
-        return np.concatenate([self.pckh_hits, self.pckh_count, self.pck_hits, self.pck_count]).tolist()
+        return np.concatenate([self.pckh_hits, self.pckh_count, self.pck_hits, self.pck_count,
+                               [self.no_head]]).tolist()
 
     def load(self, values: list[float]) -> None:
         """Counts from ``state()`` (e.g. after summing over ranks)."""
-        self.pckh_hits, self.pckh_count, self.pck_hits, self.pck_count = np.split(np.asarray(values), 4)
+        values = np.asarray(values)
+        self.pckh_hits, self.pckh_count, self.pck_hits, self.pck_count = np.split(values[:-1], 4)
+        self.no_head = float(values[-1])
 
     def per_joint(self, which: str = "pckh") -> np.ndarray:
         """Accuracy per joint (NaN where no joint is annotated)."""
@@ -121,6 +130,9 @@ def joint_table(meter: PoseMeter) -> str:
         lines.append(f"{name:<12} {100 * pckh[j]:9.2f} {100 * pck[j]:9.2f} {int(meter.pckh_count[j]):10d}")
     lines.append(f"{'mean':<12} {100 * meter.mean('pckh'):9.2f} {100 * meter.mean('pck'):9.2f} "
                  f"{int(meter.pckh_count.sum()):10d}")
+    if meter.no_head:
+        lines.append(f"({int(meter.no_head)} persons without a head size, left out of PCKh: no head_size in the file "
+                     "and head top / upper neck not annotated)")
     lines.append("(mean: all joints but pelvis and thorax, weighted by annotated count; PCKh normalised by head "
                  "size, PCK by torso = |l_shoulder - r_hip|)")
     return "\n".join(lines)
