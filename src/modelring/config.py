@@ -82,7 +82,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         try:
             recipe = safe_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from err
+            raise ValueError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
         if not isinstance(recipe, dict):
             raise ValueError(f"{path} must hold a mapping of sections (model, ring, data, train, out)")
         merge(config, recipe, source=str(path), legacy=legacy)
@@ -172,7 +172,16 @@ def parse_override(item: str) -> tuple[str, object]:
     try:
         return key.strip(), parse_value(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"cannot parse the value of override {item!r}: {err}") from err
+        raise ValueError(f"cannot parse the value of override {item!r}: {yaml_problem(err)}") from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message spans several lines)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{context + ': ' if context else ''}{problem}{where}"
 
 
 def parse_value(text: str):

@@ -43,8 +43,8 @@ def fit(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     (WORLD_SIZE > 1) every rank trains its shard of each batch sequence with DDP; rank 0 alone logs and writes
     files, and only rank 0 returns the report.
     """
-    tc, out = cfg["train"], Path(cfg["out"]["dir"])
     check_values(cfg)
+    tc, out = cfg["train"], Path(cfg["out"]["dir"])
     task = get_task(cfg["task"]["name"])
     task.check(cfg)
     check_method(cfg["method"])
@@ -91,7 +91,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     fields = ("epoch", "lr", "train_loss", *(f"train_{k}" for k in task.train_fields), f"{split}_loss",
               *(f"{split}_{k}" for k in task.test_fields), "images_per_s", "epoch_s")
     metrics = MetricsLog(out, cfg["out"]["tensorboard"], fields) if d.main else None
-    if d.main:
+    if d.main and (start_epoch < tc["epochs"] or not (out / "config.yaml").is_file()):  # a finished run: untouched
         write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
         metrics.keep_until(start_epoch)
     test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None, d=d)

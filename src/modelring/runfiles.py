@@ -139,7 +139,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
-        raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {err}); "
+        first = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run over many lines
+        raise ValueError(f"{path} is not a readable modelring checkpoint ({type(err).__name__}: {first}); "
                          "delete it to start over, or resume from another copy") from err
     _check_checkpoint_fields(path, state)
     return state
