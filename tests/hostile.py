@@ -403,6 +403,19 @@ def _gz_bomb(ctx) -> Path:
     return root
 
 
+def _gz_overflow(ctx) -> Path:
+    """A label file whose header declares 8 labels but whose stream inflates to 64 MB more: reading must stop at
+    the declared size (it used to inflate everything before checking)."""
+    root = _mnist_root(ctx)
+    (root / "train-labels-idx1-ubyte").unlink()
+    with gzip.open(root / "train-labels-idx1-ubyte.gz", "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 0x08, 1]) + (8).to_bytes(4, "big") + bytes(range(8)))
+        chunk = bytes(1 << 20)
+        for _ in range(64):
+            f.write(chunk)
+    return root
+
+
 def _corrupt_gz(ctx) -> Path:
     root = _mnist_root(ctx)
     path = root / "train-labels-idx1-ubyte"
@@ -470,6 +483,8 @@ def data_cases() -> list[Case]:
              expect="holds more payload bytes"),
         Case("data (IDX)", "a 2 kB .gz whose header declares 240 GB", lambda ctx: mnist(_gz_bomb(ctx), train=True),
              expect="more than the file can hold"),
+        Case("data (IDX)", "a .gz inflating 64 MB past the size its header declares",
+             lambda ctx: mnist(_gz_overflow(ctx), train=True), expect="holds more payload bytes"),
         Case("data (IDX)", "a corrupt deflate stream", lambda ctx: mnist(_corrupt_gz(ctx), train=True),
              expect="cannot be read|truncated or corrupt"),
         Case("data (IDX)", "0x0 images", lambda ctx: mnist(_mnist_root(ctx, images=np.zeros((8, 0, 0), np.uint8)),
