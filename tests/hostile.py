@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -20,7 +20,6 @@ import math
 import re
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
 import torch

@@ -4,7 +4,8 @@
   Residual Learning for Image Recognition" (arXiv 1512.03385), §4.2: a 3x3
   16-channel stem, three stages of ``n`` BasicBlocks with 16/32/64 channels
   (depth ``6n + 2``) and parameter-free option-A shortcuts (stride-2 subsample
-  + zero-padded channels). resnet20 with 10 classes has 272,474 parameters.
+  + zero-padded channels). resnet20 with 10 classes has 269,722 parameters
+  (272,474 would be option B, 1x1 projection shortcuts).
 * ``cifar_resnet18/34``: the common "CIFAR ResNet-18/34" variant (as in
   kuangliu/pytorch-cifar): the ImageNet ResNet-18/34 stages with a 3x3
   stride-1 stem, no max pool and 1x1 conv + BN projection shortcuts.
