@@ -126,7 +126,8 @@ def _multitask_tests(metric: str) -> list[dict]:
     return tests
 
 
-def main() -> int:
+def render() -> list[str]:
+    """The lines of docs/results/claims.md."""
     eq, eq_sigma = equal_dof()
     ab, ab_sigma = ring_ablation()
     po, po_sigma = pose()
@@ -153,6 +154,11 @@ def main() -> int:
               "|---|---|---|---|---|"]
     lines += [f"| {t['test']} | {t['wins']} of {t['pairs']} pairs | {t['median_gain']:+.3f} | {t['p']:.3f} | "
               f"{t['p_holm']:.3f} |" for t in mt]
+    return lines
+
+
+def main() -> int:
+    lines = render()
     write_markdown(ROOT / "claims.md", lines)
     print("\n".join(lines))
     return 0

@@ -24,3 +24,11 @@ def test_p_values_intervals_and_adjustment():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert mde(0.014, 4) < mde(0.014, 2) and mde(0.01, 1000) == pytest.approx(0.01 * 2.8016 * math.sqrt(2 / 1000),
                                                                                rel=1e-3)
+
+
+def test_claims_table_is_up_to_date_with_the_committed_results():
+    import claims
+
+    assert (claims.ROOT / "claims.md").read_text() == "\n".join(claims.render()) + "\n", \
+        "run `python experiments/claims.py` to regenerate docs/results/claims.md"
+    assert claims.sign_test(6, 6) == pytest.approx(0.03125) and claims.sign_test(3, 6) == 1.0
