@@ -85,3 +85,19 @@ def test_run_folder_of_the_previous_release_resumes_to_the_same_final_model(kind
     assert all(torch.equal(final[k], expected[k]) for k in final), kind
     assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
     assert mr.count_params(mr.load(folder / "best.safetensors")).virtual > 0
+
+
+@pytest.mark.parametrize("kind", RUN_KINDS)
+def test_run_folder_of_the_previous_release_evaluates(kind, old_data, monkeypatch, capsys):
+    """``modelring eval`` reads the earlier release's config.yaml (ring.enabled, prune.enabled, pose.variant)."""
+    import shutil
+
+    from modelring.cli import main
+
+    monkeypatch.chdir(old_data)
+    folder = old_data / "runs" / f"{kind}_eval"
+    shutil.copytree(FIXTURES / "runs" / kind, folder)
+    assert "enabled" in (folder / "config.yaml").read_text()
+    assert main(["eval", str(folder)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert any(word in out for word in ("top-1", "PCKh", "depth RMSE")), out
