@@ -91,9 +91,10 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     fields = ("epoch", "lr", "train_loss", *(f"train_{k}" for k in task.train_fields), f"{split}_loss",
               *(f"{split}_{k}" for k in task.test_fields), "images_per_s", "epoch_s")
     metrics = MetricsLog(out, cfg["out"]["tensorboard"], fields) if d.main else None
-    if d.main and (start_epoch < tc["epochs"] or not (out / "config.yaml").is_file()):  # a finished run: untouched
-        write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
-        metrics.keep_until(start_epoch)
+    if d.main:
+        if start_epoch < tc["epochs"] or not (out / "config.yaml").is_file():  # a finished run keeps its own
+            write_atomic(out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(cfg)))
+        metrics.keep_until(start_epoch)  # drops rows of epochs after the checkpoint, and torn lines
     test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None, d=d)
     log(f"{task.name}, {cfg['method']}: " + str(count_params(model)).split("\n")[0]
         + (f"; {d.world} processes" if d.world > 1 else ""))
