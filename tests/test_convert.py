@@ -377,3 +377,20 @@ def test_a_single_string_or_type_where_a_list_is_expected_is_refused(option):
         mr.convert(mr.create_model("resnet8", width=4), 0.05, **{option: "fc.*"})
     with pytest.raises(TypeError, match=rf"write {option}=\[Linear\]"):
         mr.convert(mr.create_model("resnet8", width=4), 0.05, **{option: nn.Linear})
+
+
+def test_init_std_global_starts_local_rings_like_the_global_ring():
+    per_layer = lambda name, module: name  # noqa: E731
+    global_ring = get_state(mr.convert(mr.create_model("resnet20"), 0.05, exclude=["conv1.weight", "fc.*"]))
+    local = get_state(mr.convert(mr.create_model("resnet20"), 0.05, exclude=["conv1.weight", "fc.*"],
+                                 rings=per_layer, init_std="global"))
+    own = get_state(mr.convert(mr.create_model("resnet20"), 0.05, exclude=["conv1.weight", "fc.*"], rings=per_layer))
+    target = global_ring.generators[0].spec.init_std
+    assert all(g.spec.init_std == pytest.approx(target) for g in local.generators)
+    assert len({round(g.spec.init_std, 6) for g in own.generators}) > 1  # by default each layer's own fan-in std
+    assert local.ring(0).std().item() == pytest.approx(target, rel=0.2)
+    fixed = get_state(mr.convert(mr.create_model("resnet8"), 0.1, init_std=0.5))
+    assert fixed.generators[0].spec.init_std == 0.5
+    for bad in (0, -1.0, "local", float("nan"), True):
+        with pytest.raises(ValueError, match="init_std must be"):
+            mr.convert(mr.create_model("resnet8"), 0.1, init_std=bad)

@@ -39,7 +39,7 @@ def default_config() -> dict:
         # rpg and hashednets: ring size and wiring
         "ring": {"size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
                  "scale": None, "block": 1, "permute": True, "reflect": True, "sampling": "even",
-                 "wiring": "cached", "rings": None, "strict": True},
+                 "wiring": "cached", "rings": None, "strict": True, "init_std": None},
         "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
                  "image_size": 224,
                  # val_size (classification): hold out this many training images (int) or this fraction (float),
@@ -283,6 +283,8 @@ SCHEMA = {
     "ring.sampling": Rule(choices=("even", "independent")), "ring.wiring": Rule(choices=("cached", "recompute")),
     "ring.rings": Rule("null", "dict", "str", note="null, per_stage, per_layer or a mapping glob -> size"),
     "ring.strict": _FLAG,
+    "ring.init_std": Rule("int", "number", "null", "str", low=0, low_open=True,
+                          note="null (each ring: its layers' fan-in RMS), a positive number, or global"),
     "data.name": Rule("str"), "data.root": Rule("str", "null"), "data.pad_to": _OPT_COUNT,
     "data.channels": _OPT_COUNT, "data.augment": _FLAG, "data.image_size": Rule("int", low=8),
     "data.train_limit": Rule("int", "null", low=1, note="a positive number of samples or null (all)"),
@@ -341,6 +343,9 @@ def _relational_problems(cfg: dict) -> list[str]:
             problems.append(f"train.device={device!r}: expected cpu, cuda, cuda:<index> or mps")
         elif kind == "cuda" and not _cuda_available():
             problems.append(f"train.device={device!r}: this torch build sees no CUDA device; use train.device=cpu")
+    init_std = cfg["ring"].get("init_std")
+    if isinstance(init_std, str) and init_std != "global":
+        problems.append(f"ring.init_std={init_std!r}: expected null, a positive number, or global")
     for key in ("ring.size", "prune.keep"):
         section, _, name = key.partition(".")
         problem = size_problem(cfg[section][name])

@@ -275,7 +275,8 @@ def is_converted(model: nn.Module) -> bool:
 def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
             reflect: bool = True, sampling: str = "even", scale: str | Callable | None = None,
             rings: Mapping[str, RingSize] | Callable | None = None, include=None, exclude=None,
-            wiring: str = "cached", block: int = 1, strict: bool = True) -> nn.Module:
+            wiring: str = "cached", block: int = 1, strict: bool = True,
+            init_std: float | str | None = None) -> nn.Module:
     """Generate a model's weights from model rings, in place.
 
     Args:
@@ -303,6 +304,9 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
             entry after weight j's and most 3x3 kernels become sign-flipped near-copies of another kernel (same
             use counts and sign balance, different structure: see ``modelring.wiring_report``); kept for
             comparison with earlier results.
+        init_std: the rings' initial std: None (each ring: the RMS of its layers' Kaiming fan-in stds), a number,
+            or "global" (the value one global ring over every generated weight would get; with local rings this
+            starts every ring alike, separating what local sharing does from what each layer's own start does).
         strict: refuse sizes that are almost always mistakes: a ring with more entries than the weights it
             generates (the extra entries are never read), or an int ``ring_size`` of at most 100 that is under
             0.1% of the generated weights (a percentage written as an int: 5 for 5%). ``strict=False`` allows both.
@@ -322,10 +326,15 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
     groups = _group_targets(targets, ring_size, rings)
     if strict:
         _check_not_a_percentage(ring_size, sum(p.numel() for p, _ in targets.values()))
+    if init_std == "global":
+        init_std = ring_scales([(n, tuple(p.shape)) for n, (p, _) in targets.items()], scale)[1]
+    elif init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
+                                   or not math.isfinite(init_std) or init_std <= 0):
+        raise ValueError(f"init_std must be None, a positive number or 'global', got {init_std!r}")
     specs = []
     for index, (names, size) in enumerate(groups):
         named = [(n, tuple(targets[n][0].shape)) for n in names]
-        scales, ring_std = ring_scales(named, scale)
+        scales, ring_std = ring_scales(named, scale, None if init_std is None else float(init_std))
         segments = _segments(named, scales)
         total = sum(s.numel for s in segments)
         elem = targets[names[0]][0].element_size()
@@ -513,17 +522,19 @@ def target_std(rule, name: str, shape: tuple[int, ...]) -> float | None:
     return math.sqrt(2.0 / (fan_in if rule == "fan_in" else fan_out))
 
 
-def ring_scales(named: list[tuple[str, tuple[int, ...]]], rule) -> tuple[list[float], float]:
+def ring_scales(named: list[tuple[str, tuple[int, ...]]], rule, init_std: float | None = None
+                ) -> tuple[list[float], float]:
     """Per-layer scales c_i and the ring's initial std sigma_W, with c_i * sigma_W = sigma_i.
 
     sigma_W is the RMS of the sigma_i over all virtual weights, so c_i is near 1 for the bulk of the weights:
     a layer's own gradient then moves its weights about as fast as in the dense model (a ring initialised at
     unit variance with c_i = sigma_i would learn ~fan/2 times slower behind BatchNorm). ``rule=None`` means
-    c_i = 1 and the ring starts at the fan-in RMS.
+    c_i = 1 and the ring starts at the fan-in RMS. ``init_std`` fixes sigma_W instead (the c_i still give each
+    layer its sigma_i under a scale rule).
     """
     stds = [target_std(rule or "fan_in", name, shape) for name, shape in named]
     sizes = [math.prod(shape) for _, shape in named]
-    ring_std = math.sqrt(sum(n * s * s for n, s in zip(sizes, stds)) / sum(sizes))
+    ring_std = init_std if init_std is not None else math.sqrt(sum(n * s * s for n, s in zip(sizes, stds)) / sum(sizes))
     if rule is None:
         return [1.0] * len(named), ring_std
     if ring_std == 0.0:

@@ -54,7 +54,8 @@ def convert_as(model: nn.Module, rc: dict) -> nn.Module:
         raise ValueError(f"ring.rings must be null, per_stage, per_layer or a mapping glob -> size, got {rings!r}")
     return convert(model, rc["size"], seed=rc["seed"], permute=rc["permute"], reflect=rc["reflect"],
                    sampling=rc["sampling"], scale=rc["scale"], rings=rings, include=rc["include"],
-                   exclude=rc["exclude"] or None, wiring=rc["wiring"], block=rc["block"], strict=rc["strict"])
+                   exclude=rc["exclude"] or None, wiring=rc["wiring"], block=rc["block"], strict=rc["strict"],
+                   init_std=rc["init_std"])
 
 
 def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int) -> MagnitudePruner | None:
