@@ -122,3 +122,14 @@ def test_sigkill_at_random_points_then_resume_is_bitwise_equal(tmp_path):
     assert "IDENTICAL" in result.stdout
     rows = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]  # no duplicated epochs from killed attempts
+
+
+def test_grad_energy_log_gives_each_stage_its_share_per_epoch(fmnist_root, tmp_path):
+    cfg = _config(fmnist_root, tmp_path / "run", **{"train.epochs": 2, "train.grad_energy": True,
+                                                   "model.name": "resnet8", "model.kwargs": "{width: 4}"})
+    T.fit(cfg, log=lambda *a: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "grad_energy.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert set(row["share"]) == {"layer1", "layer2", "layer3"}  # stem and classifier are free
+        assert sum(row["share"].values()) == pytest.approx(1.0) and all(v > 0 for v in row["energy"].values())

@@ -50,7 +50,10 @@ def default_config() -> dict:
                   "nesterov": True, "weight_decay": 1e-4, "ring_weight_decay": None, "schedule": "cosine",
                   "warmup_epochs": 0.0, "decay_epochs": 45.0, "step_epochs": 30, "gamma": 0.1,
                   "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
-                  "device": "cpu", "progress": True},
+                  "device": "cpu", "progress": True,
+                  # write each stage's share of the energy sent into the rings, sum (c_i dL/dW)^2, per epoch
+                  # (grad_energy.jsonl; stages from the model's stage_names())
+                  "grad_energy": False},
         "out": {"dir": "runs/default", "tensorboard": True},
         # prune-global / prune-layerwise: keep = count / fraction of the weights RPG would generate
         # (ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards
@@ -302,6 +305,7 @@ SCHEMA = {
     "train.label_smoothing": Rule("int", "number", low=0, high=1, high_open=True), "train.amp": _FLAG,
     "train.seed": Rule("int", low=0), "train.threads": _OPT_COUNT, "train.channels_last": _FLAG,
     "train.device": Rule("str", note="cpu, cuda, cuda:<index> or mps"), "train.progress": _FLAG,
+    "train.grad_energy": _FLAG,
     "out.dir": Rule("str", note="a folder for the run's files"), "out.tensorboard": _FLAG,
     "prune.keep": _SIZE, "prune.at": _FRACTION,
     "pose.reuse": _FLAG, "pose.stages": _COUNT, "pose.new_norm": _FLAG, "pose.input_size": Rule("int", low=8),

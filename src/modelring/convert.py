@@ -15,6 +15,7 @@ model files keep that layout, see ``modelring.io``).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -93,6 +94,16 @@ class RingBank(nn.Module):
         self.owners = owners
         self.handles: list = []
         self.depth = 0
+        self.energy: dict[str, float] | None = None  # segment -> sum of (c * dL/dW)^2, while tracking
+
+    def track_gradient_energy(self, on: bool = True) -> None:
+        """Accumulate, for every generated tensor, the energy its gradient sends into the ring, sum (c_i * g)^2
+        (``self.energy``, by parameter name, reset by calling this again); off with ``on=False``. One extra pass
+        over each weight gradient per backward."""
+        self.energy = {} if on else None
+
+    def _add_energy(self, name: str, scale: float, grad: torch.Tensor) -> None:
+        self.energy[name] = self.energy.get(name, 0.0) + float(grad.detach().float().square().sum()) * scale * scale
 
     @property
     def rings(self) -> list[Ring]:
@@ -121,7 +132,13 @@ class RingBank(nn.Module):
             gen, ring = ring_module.generator, ring_module.weight
             if not detach and gen.stale(ring):
                 self.forget_weights(i)  # free the previous generation before the next one is allocated
-            for tensor, owners in zip(gen.latest(ring) if detach else gen.weights(ring), self.owners[i]):
+            tensors = gen.latest(ring) if detach else gen.weights(ring)
+            if not detach and self.energy is not None:
+                for seg, tensor in zip(gen.spec.segments, tensors):
+                    if tensor.requires_grad and not getattr(tensor, "_modelring_energy", False):  # once per tensor
+                        tensor.register_hook(functools.partial(self._add_energy, seg.name, seg.scale))
+                        tensor._modelring_energy = True
+            for tensor, owners in zip(tensors, self.owners[i]):
                 value = tensor.detach() if detach else tensor
                 for module, attr in owners:
                     module.__dict__[attr] = value

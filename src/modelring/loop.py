@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import check_values, dump_config
+from .convert import get_state
 from .count import count_params
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
@@ -98,8 +99,15 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     test_loader = make_loader(test_ds, tc["eval_batch_size"], shuffle_key=None, d=d)
     log(f"{task.name}, {cfg['method']}: " + str(count_params(model)).split("\n")[0]
         + (f"; {d.world} processes" if d.world > 1 else ""))
+    bank = get_state(model) if tc["grad_energy"] else None
+    if bank is not None and d.main and (out / "grad_energy.jsonl").is_file():  # rows after the checkpoint go
+        rows = [line for line in (out / "grad_energy.jsonl").read_text().splitlines()
+                if line.strip() and json.loads(line)["epoch"] <= start_epoch]
+        write_atomic(out / "grad_energy.jsonl", lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in rows)))
     steps, test = 0, None
     for epoch in range(start_epoch, tc["epochs"]):
+        if bank is not None:
+            bank.track_gradient_energy()  # a fresh tally for this epoch
         started = time.perf_counter()
         train_ds.epoch = epoch
         loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
@@ -119,6 +127,8 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
             save_checkpoint(out / "last.pt", model, opt, sched, scaler, epoch, max(best, score), cfg,
                             selection=("" if higher else "-") + f"{split}_{select}")
         best = max(best, score)
+        if bank is not None and d.main:
+            append_jsonl(out / "grad_energy.jsonl", {"epoch": epoch + 1, **stage_energy(model, bank.energy)})
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} {task.epoch_line(row)} | "
             f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
     if test is None and d.world == 1 and (out / "report.json").is_file() and (out / "model.safetensors").is_file():
@@ -141,6 +151,24 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         return {}
     extra |= {f"best_{split}_{select}": sign * best, "train_seconds": time.perf_counter() - started_run}
     return final_report(task, model, cfg, out, test, log, extra)
+
+
+def stage_energy(model: nn.Module, energy: dict[str, float]) -> dict:
+    """Per stage (the model's ``stage_names()``, else its top-level children; the rest as "other"): the energy its
+    generated weights sent into the rings and its share of the total."""
+    stages = model.stage_names() if hasattr(model, "stage_names") else [n for n, _ in model.named_children()]
+    totals: dict[str, float] = {}
+    for name, value in energy.items():
+        stage = next((s for s in stages if name == s or name.startswith(s + ".")), "other")
+        totals[stage] = totals.get(stage, 0.0) + value
+    whole = sum(totals.values()) or 1.0
+    return {"energy": totals, "share": {k: v / whole for k, v in totals.items()}}
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """Add one row to a JSON-lines log (rewritten atomically, so a kill never leaves half a line)."""
+    old = path.read_text() if path.is_file() else ""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(old + json.dumps(row) + "\n"))
 
 
 def _dotted(cfg: dict, key: str):
