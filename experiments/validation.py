@@ -1,0 +1,122 @@
+"""Shared by the issue-13 experiments: run a plan of (setting, seed) on a validation split, resumably, and write the
+table after every finished run (per-arm mean with 95% t-interval, comparisons against a reference arm with 95%
+Welch intervals, Holm-adjusted p and the MDE from the pooled seed sigma), copying every run's per-epoch metrics.
+
+Each script gives its plan, its reference arm and its text; runs are ``modelring train`` runs of
+``configs/fmnist_resnet20_rpg.yaml`` through ``modelring.sweep.run_settings`` (finished runs reused when their
+stored config matches, killed runs resumed from last.pt).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from claims import compare, pooled_sigma, verdict
+from results_table import machine, write_markdown, write_rows
+from stats import mean_ci
+
+from modelring.sweep import run_settings
+
+RECIPE = "configs/fmnist_resnet20_rpg.yaml"
+
+
+def slug(label: str) -> str:
+    """A run-folder-friendly form of an arm's label ("per layer, global init std" -> "per-layer_global-init-std")."""
+    return label.replace(", ", "_").replace(" ", "-")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def overrides(args) -> list[str]:
+    """The common schedule: ``args.train`` training images, ``args.val`` held out, ``args.epochs`` epochs."""
+    return [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.val_size={args.val}",
+            f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false", "train.threads=2"]
+
+
+def add_arguments(parser, runs: str, results: str) -> None:
+    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--runs", default=runs)
+    parser.add_argument("--results", default=results)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train", type=int, default=20000)
+    parser.add_argument("--val", type=int, default=5000)
+    parser.add_argument("--limit-runs", type=int, default=None, help="stop after this many runs of the plan")
+
+
+def compare_arms(argv, doc: str, *, stem: str, title: str, arms: dict[str, dict], reference: str, what: str,
+                 common: dict | None = None, extra=None) -> int:
+    """A script comparing ``arms`` (label -> settings) with the same seeds and the lr the pilot chose (``--lr``,
+    ``--seeds``): every seed runs all arms before the next seed starts, so every arm grows together."""
+    import argparse
+    import sys
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_arguments(parser, f"runs/{stem}", f"docs/results/{stem}")
+    parser.add_argument("--lr", type=float, required=True, help="the lr the pilot chose on validation")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    plan = [({"label": slug(label), "train.lr": args.lr, **(common or {}), **keys}, seed)
+            for seed in args.seeds for label, keys in arms.items()]
+    command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
+             extra=extra(args) if extra else None,
+             description=f"{what}, lr {args.lr}, {args.train:,} training images, {args.epochs} epochs, scored on "
+                         f"{args.val:,} validation images held out of the training set.")
+    return 0
+
+
+def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, description: str,
+             reference: str | None, command: str, extra=None) -> list[dict]:
+    """Train every (setting, seed) of ``plan`` in order; rewrite the tables after each run; return the rows."""
+    started, rows = time.time(), []
+    runs, out = Path(args.runs), Path(args.results)
+    for setting, seed in plan[: args.limit_runs]:
+        rows += [{**r, "label": setting["label"]} for r in
+                 run_settings(RECIPE, [setting], seeds=[seed], overrides=overrides(args), out=runs)]
+        write_tables(rows, runs, out, stem=stem, title=title, description=description, reference=reference,
+                     command=command, started=started, extra=extra)
+    return rows
+
+
+def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: str, description: str,
+                 reference: str | None, command: str, started: float, extra=None) -> None:
+    write_rows(rows, out, stem)
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    for r in rows:  # per-epoch metrics of every run beside the table
+        shutil.copyfile(runs / r["run"] / "metrics.csv", out / "metrics" / f"{r['run']}.csv")
+        if (runs / r["run"] / "grad_energy.jsonl").is_file():
+            shutil.copyfile(runs / r["run"] / "grad_energy.jsonl", out / "metrics" / f"{r['run']}.grad_energy.jsonl")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["label"], []).append(r)
+    lines = [f"# {title}", "", f"Command: `{command}` at commit `{commit()}`  ",
+             f"Machine: {machine()}. Training time so far: {sum(r.get('wall_s', 0) for r in rows) / 60:.1f} min over "
+             f"{len(rows)} runs (this invocation {(time.time() - started) / 60:.1f} min).", "", description, "",
+             "| setting | seeds | DoF | val top-1 (final) [95% CI] | best epoch val top-1 (max) |", "|---|---|---|---|---|"]
+    for label, members in groups.items():
+        mean, ci = mean_ci([m["val_top1"] for m in members])
+        cell = f"{mean:.4f}" + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if len(members) > 1 else "")
+        lines.append(f"| {label} | {','.join(str(m['seed']) for m in members)} | {members[0]['dof']:,} | {cell} | "
+                     f"{max(m['best_val_top1'] for m in members):.4f} |")
+    values = {label: [m["val_top1"] for m in members] for label, members in groups.items()}
+    ready = [label for label, v in values.items() if label != reference and len(v) >= 2]
+    if reference in values and len(values[reference]) >= 2 and ready:
+        sigma = pooled_sigma(list(values.values()))
+        compared = compare(title, [(reference, values[reference], label, values[label]) for label in ready], sigma)
+        lines += ["", f"Against `{reference}` (pooled seed sigma {sigma:.4f}; Holm over {len(compared)} comparisons):",
+                  "", "| setting | diff [95% CI] | p | p (Holm) | reading |", "|---|---|---|---|---|"]
+        lines += [f"| {r['b']} | {r['diff']:+.4f} [{r['diff'] - r['ci']:+.4f}, {r['diff'] + r['ci']:+.4f}] | "
+                  f"{r['p']:.3f} | {r['p_holm']:.3f} | {verdict(r)} |" for r in compared]
+    lines += extra(values) if extra else []
+    lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]
+    write_markdown(out / "README.md", lines)
