@@ -205,7 +205,7 @@ class S2D3DS(Dataset):
         root: data set folder holding ``area_*``.
         areas: area folder names to read.
         size: output side in pixels.
-        augment: random horizontal flips (keyed by (seed, epoch, index), see ``modelring.train``).
+        augment: random horizontal flips (keyed by (seed, epoch, index), see ``modelring.loop``).
         seed: augmentation seed.
         labels: ``semantic_labels.json`` path; default ``root/semantic_labels.json`` when it exists.
 
