@@ -80,6 +80,7 @@ def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, descr
     """Train every (setting, seed) of ``plan`` in order; rewrite the tables after each run; return the rows."""
     started, rows = time.time(), []
     runs, out = Path(args.runs), Path(args.results)
+    restore_finished(out, runs)
     for setting, seed in plan[: args.limit_runs]:
         rows += [{**r, "label": setting["label"]} for r in
                  run_settings(RECIPE, [setting], seeds=[seed], overrides=overrides(args), out=runs)]
@@ -88,12 +89,27 @@ def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, descr
     return rows
 
 
+def restore_finished(out: Path, runs: Path) -> None:
+    """Put back the report and config of every finished run committed under ``out/runs`` whose run folder is gone
+    (a fresh machine): the sweep then reuses it after checking its config, instead of training it again."""
+    for saved in sorted((out / "runs").glob("*/report.json")):
+        folder = runs / saved.parent.name
+        if not (folder / "report.json").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("config.yaml", "metrics.csv", "report.json"):  # report last: it marks the run finished
+                if (saved.parent / name).is_file():
+                    shutil.copyfile(saved.parent / name, folder / name)
+
+
 def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: str, description: str,
                  reference: str | None, command: str, started: float, extra=None) -> None:
     write_rows(rows, out, stem)
     (out / "metrics").mkdir(parents=True, exist_ok=True)
-    for r in rows:  # per-epoch metrics of every run beside the table
+    for r in rows:  # per-epoch metrics of every run beside the table, and what a fresh machine needs to reuse it
         shutil.copyfile(runs / r["run"] / "metrics.csv", out / "metrics" / f"{r['run']}.csv")
+        (out / "runs" / r["run"]).mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "metrics.csv", "report.json"):
+            shutil.copyfile(runs / r["run"] / name, out / "runs" / r["run"] / name)
         if (runs / r["run"] / "grad_energy.jsonl").is_file():
             shutil.copyfile(runs / r["run"] / "grad_energy.jsonl", out / "metrics" / f"{r['run']}.grad_energy.jsonl")
     groups: dict[str, list[dict]] = {}

@@ -20,3 +20,19 @@ def test_rings_decomposed_runner_writes_comparisons_and_energy_shares(fmnist_roo
     before = (tmp_path / "res" / "rings_decomposed.csv").read_text()
     assert rings_decomposed.main(args) == 0  # a second call reuses every finished run
     assert (tmp_path / "res" / "rings_decomposed.csv").read_text().splitlines()[1:] == before.splitlines()[1:]
+
+
+def test_finished_runs_committed_with_the_results_are_reused_on_a_fresh_machine(fmnist_root, tmp_path, monkeypatch):
+    import shutil
+
+    import destructive
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    args = ["--lr", "0.05", "--seeds", "0", "--root", str(fmnist_root), "--train", "64", "--val", "40", "--epochs", "1",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--limit-runs", "1"]
+    assert destructive.main(args) == 0
+    report = (tmp_path / "res" / "runs" / "element-wise_reflect_seed0" / "report.json").read_text()
+    shutil.rmtree(tmp_path / "runs")  # a fresh machine: only the committed results remain
+    assert destructive.main(args) == 0
+    assert (tmp_path / "runs" / "element-wise_reflect_seed0" / "report.json").read_text() == report
+    assert not (tmp_path / "runs" / "element-wise_reflect_seed0" / "last.pt").exists()  # reused, not retrained
