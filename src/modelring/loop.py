@@ -30,7 +30,7 @@ from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, clean
                           parameters_agree, setup, shard)
 from .io import write_atomic
 from .keys import derive_key
-from .methods import apply_method, build_pruner, check_method
+from .methods import apply_method, build_pruner
 from .optim import build_optimizer
 from .runfiles import MetricsLog, restore, run_folder, save_best, save_checkpoint, save_final_model
 from .tasks import Task, get_task
@@ -47,8 +47,7 @@ def fit(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     check_values(cfg)
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
     task = get_task(cfg["task"]["name"])
-    task.check(cfg)
-    check_method(cfg["method"])
+    task.check(cfg)  # the method name is checked by the schema (check_values)
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     d = setup(tc["device"])

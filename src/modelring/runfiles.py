@@ -106,7 +106,7 @@ def _lock_owner(lock: Path) -> tuple[str, int] | None:
 def check_finite_state(model, what: str) -> None:
     """Refuse to write ``what`` from a model with NaN/Inf parameters or buffers (the previous file is kept)."""
     for name, tensor in model.state_dict().items():
-        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise FloatingPointError(f"{name} holds NaN or Inf values; {what} was not written, the previous one "
                                      "is kept (lower train.lr, or enable gradient clipping)")
 
