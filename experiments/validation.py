@@ -40,6 +40,19 @@ def overrides(args) -> list[str]:
             f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false", "train.threads=2"]
 
 
+def schedule_text(args) -> str:
+    """The training schedule every run shares, read from the recipe and the common overrides (never typed by hand,
+    so the tables cannot misstate it)."""
+    from modelring.config import load_config
+
+    t = load_config(RECIPE, overrides(args))["train"]
+    momentum = f"SGD{' Nesterov' if t['nesterov'] else ''} momentum {t['momentum']:g}"
+    return (f"{args.train:,} training images, {t['epochs']} epochs, {momentum}, batch {t['batch_size']}, weight decay "
+            f"{t['weight_decay']:g}, {t['schedule']} schedule after a {t['warmup_epochs']:g}-epoch linear warm-up; "
+            f"scored on {args.val:,} validation images held out of the training set (the test set is not used), "
+            "final-epoch validation top-1")
+
+
 def add_arguments(parser, runs: str, results: str) -> None:
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--runs", default=runs)
@@ -70,8 +83,7 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms: dict[str, dict]
     command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
              extra=extra(args) if extra else None,
-             description=f"{what}, lr {args.lr}, {args.train:,} training images, {args.epochs} epochs, scored on "
-                         f"{args.val:,} validation images held out of the training set.")
+             description=f"{what}, lr {args.lr}, {schedule_text(args)}.")
     return 0
 
 

@@ -36,3 +36,28 @@ def test_finished_runs_committed_with_the_results_are_reused_on_a_fresh_machine(
     assert destructive.main(args) == 0
     assert (tmp_path / "runs" / "element-wise_reflect_seed0" / "report.json").read_text() == report
     assert not (tmp_path / "runs" / "element-wise_reflect_seed0" / "last.pt").exists()  # reused, not retrained
+
+
+def test_pilot_chooses_each_arms_lr_on_seed_zero_only_once_its_grid_has_landed():
+    import pilot
+
+    values = {"global_3%_lr0.1": [0.890, 0.899, 0.898, 0.897], "global_3%_lr0.05": [0.895], "global_3%_lr0.2": [0.880],
+              "dense_lr0.05": [0.91], "dense_lr0.1": [0.91], "dense_lr0.2": [0.90], "per_layer_3%_lr0.05": [0.9]}
+    chosen = pilot.chosen_lrs(values)
+    # seed 0 of lr 0.1 (0.890) is below lr 0.05's 0.895: the later seeds' higher values do not count
+    assert chosen["global_3%"][0] == 0.05 and chosen["dense"][0] == 0.1  # dense: a tie goes to 0.1
+    assert "per_layer_3%" not in chosen  # its grid has not landed
+    text = "\n".join(pilot.lr_lines(values))
+    assert "| global_3% | 0.8950 | 0.8900 | 0.8800 | 0.05 | +0.0050 (" in text and "| dense |" in text
+
+
+def test_tables_state_the_schedule_the_recipe_and_overrides_give(monkeypatch):
+    import argparse
+
+    import validation
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    args = argparse.Namespace(root="/nowhere", train=20000, val=5000, epochs=10)
+    text = validation.schedule_text(args)
+    assert "10 epochs" in text and "weight decay 0.0005" in text and "batch 128" in text and "Nesterov" in text
+    assert "5,000 validation images" in text and "0.2-epoch linear warm-up" in text
