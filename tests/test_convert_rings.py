@@ -51,6 +51,19 @@ def test_container_root_keeps_len_iteration_indexing_and_forward():
     torch.testing.assert_close(dense(x), model(x), rtol=0, atol=0)
 
 
+def test_deleting_a_layer_of_a_converted_container_is_refused_at_the_next_forward():
+    import pytest
+
+    model = mr.convert(_net(), 0.2)
+    rings = sum(p.numel() for p in model.parameters())
+    del model[3]  # Sequential.__delitem__ rebuilds its children from the container's view, which hides the bank
+    assert sum(p.numel() for p in model.parameters()) < rings  # the rings fell out of the parameters
+    with pytest.raises(RuntimeError, match="no longer a child of this Sequential.*materialize"):
+        model(torch.randn(2, 3, 8, 8))
+    kept = mr.convert(_net(), 0.2)
+    copy.deepcopy(kept)(torch.randn(2, 3, 8, 8))  # a copy's root hook checks the copy's own bank
+
+
 def test_converted_container_deepcopies_and_pickles():
     model = mr.convert(_net(), 0.2).eval()
     x = torch.randn(2, 3, 8, 8)

@@ -174,13 +174,21 @@ CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 class _EnterHook:
-    """Forward pre-hook: the outermost converted module entered writes fresh generated weights."""
+    """Forward pre-hook: the outermost converted module entered writes fresh generated weights. On the root it also
+    checks that the bank is still the root's child (``del``/``pop`` on a container rebuilds the children without it,
+    and rings that ``parameters()`` no longer yields would silently stop training)."""
 
-    def __init__(self, state: RingBank):
+    def __init__(self, state: RingBank, *, root: bool = False):
         self.state = state
+        self.root = root
 
     @torch.compiler.disable  # generation runs eagerly (C++ gather, cached wiring); the model around it compiles
     def __call__(self, module, args):
+        if self.root and module._modules.get(BANK) is not self.state:
+            raise RuntimeError(f"the ring bank {BANK!r} is no longer a child of this {type(module).__name__}: deleting "
+                               "or popping a layer of a converted nn.Sequential/nn.ModuleList rebuilds its children "
+                               "without it, so its rings would no longer be trained or saved; edit the model before "
+                               "modelring.convert, or materialize it (modelring.materialize), edit, and convert again")
         self.state.depth += 1  # first: the always-called exit hook undoes it even if generation raises
         if self.state.depth == 1:
             self.state.write_weights(detach=False)
@@ -668,7 +676,8 @@ def _install_hooks(model: nn.Module, state: RingBank) -> None:
     owner_modules = {id(m) for owners in state.owners for seg in owners for m, _ in seg}
     enter, leave = _EnterHook(state), _ExitHook(state)
     for module in _ancestors_of(model, owner_modules):
-        state.handles.append(module.register_forward_pre_hook(enter))
+        hook = _EnterHook(state, root=True) if module is model else enter
+        state.handles.append(module.register_forward_pre_hook(hook))
         state.handles.append(module.register_forward_hook(leave, always_call=True))
     state.handles.append(model.register_load_state_dict_pre_hook(_LegacyStateDictHook()))
 
