@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     command = "python experiments/pilot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan(), args, stem="pilot", title="Pilot: seed noise and learning rate (issue 13, experiment 1)",
              description=f"Fashion-MNIST, ResNet-20 (stem conv and classifier free), element-wise wiring (v2), "
-                         f"{schedule_text(args)}.", reference=None, command=command.strip(), extra=extra_lines)
+                         f"{schedule_text(args)}; the test set is not used.", reference=None, command=command.strip(), extra=extra_lines)
     return 0
 
 

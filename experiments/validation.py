@@ -8,6 +8,7 @@ stored config matches, killed runs resumed from last.pt).
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -49,8 +50,7 @@ def schedule_text(args) -> str:
     momentum = f"SGD{' Nesterov' if t['nesterov'] else ''} momentum {t['momentum']:g}"
     return (f"{args.train:,} training images, {t['epochs']} epochs, {momentum}, batch {t['batch_size']}, weight decay "
             f"{t['weight_decay']:g}, {t['schedule']} schedule after a {t['warmup_epochs']:g}-epoch linear warm-up; "
-            f"scored on {args.val:,} validation images held out of the training set (the test set is not used), "
-            "final-epoch validation top-1")
+            f"scored on {args.val:,} validation images held out of the training set (final-epoch validation top-1)")
 
 
 def add_arguments(parser, runs: str, results: str) -> None:
@@ -82,35 +82,80 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms: dict[str, dict]
             for seed in args.seeds for label, keys in arms.items()]
     command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
-             extra=extra(args) if extra else None,
-             description=f"{what}, lr {args.lr}, {schedule_text(args)}.")
+             extra=extra(args) if extra else None, test=True,
+             description=f"{what}, lr {args.lr}, {schedule_text(args)}; each final model is then scored once on "
+                         "the full test set (the final numbers; nothing is chosen on them).")
     return 0
 
 
 def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, description: str,
-             reference: str | None, command: str, extra=None) -> list[dict]:
-    """Train every (setting, seed) of ``plan`` in order; rewrite the tables after each run; return the rows."""
+             reference: str | None, command: str, extra=None, test: bool = False) -> list[dict]:
+    """Train every (setting, seed) of ``plan`` in order; rewrite the tables after each run; return the rows.
+
+    With ``test``, every finished run's final model is also scored once on the full test set (``test_numbers``):
+    the final numbers, reported beside the validation ones; nothing is chosen on them."""
     started, rows = time.time(), []
     runs, out = Path(args.runs), Path(args.results)
     restore_finished(out, runs)
     for setting, seed in plan[: args.limit_runs]:
-        rows += [{**r, "label": setting["label"]} for r in
-                 run_settings(RECIPE, [setting], seeds=[seed], overrides=overrides(args), out=runs)]
+        for r in run_settings(RECIPE, [setting], seeds=[seed], overrides=overrides(args), out=runs):
+            rows.append({**r, "label": setting["label"], **(test_numbers(runs / r["run"]) if test else {})})
         write_tables(rows, runs, out, stem=stem, title=title, description=description, reference=reference,
                      command=command, started=started, extra=extra)
     return rows
 
 
+def test_numbers(run: Path) -> dict:
+    """The run's final model (``model.safetensors``) on the full test set (its config with ``data.val_size=null``),
+    as ``test_*`` columns; computed once and kept in the run's ``test.json`` (committed with the results, so a fresh
+    machine does not need the model again)."""
+    path = run / "test.json"
+    if not path.is_file():
+        from modelring.config import load_config
+        from modelring.io import load
+        from modelring.loop import evaluate_on_split
+        from modelring.atomic import write_atomic
+
+        metrics = evaluate_on_split(load_config(run / "config.yaml", ["data.val_size=null"]),
+                                    load(run / "model.safetensors"))
+        numbers = {f"test_{k}": v for k, v in metrics.items() if not k.startswith("_")}
+        write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=1)))
+    return json.loads(path.read_text())
+
+
+KEPT = ("config.yaml", "metrics.csv", "test.json", "report.json")  # report last: it marks a run finished
+
+
 def restore_finished(out: Path, runs: Path) -> None:
-    """Put back the report and config of every finished run committed under ``out/runs`` whose run folder is gone
-    (a fresh machine): the sweep then reuses it after checking its config, instead of training it again."""
+    """Put back the report, config (and test numbers) of every finished run committed under ``out/runs`` whose run
+    folder is gone (a fresh machine): the sweep then reuses it after checking its config, instead of training it
+    again."""
     for saved in sorted((out / "runs").glob("*/report.json")):
         folder = runs / saved.parent.name
         if not (folder / "report.json").exists():
             folder.mkdir(parents=True, exist_ok=True)
-            for name in ("config.yaml", "metrics.csv", "report.json"):  # report last: it marks the run finished
+            for name in KEPT:
                 if (saved.parent / name).is_file():
                     shutil.copyfile(saved.parent / name, folder / name)
+
+
+def arm_cell(values: list[float]) -> str:
+    """An arm's mean with its 95% t-interval (the mean alone for one seed)."""
+    mean, ci = mean_ci(values)
+    return f"{mean:.4f}" + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if len(values) > 1 else "")
+
+
+def comparison_lines(values: dict[str, list[float]], reference: str | None, family: str, heading: str) -> list[str]:
+    """Every arm with two or more seeds against ``reference``: Welch diff, 95% CI, p, Holm-adjusted p, reading."""
+    ready = [label for label, v in values.items() if label != reference and len(v) >= 2]
+    if reference not in values or len(values[reference]) < 2 or not ready:
+        return []
+    sigma = pooled_sigma(list(values.values()))
+    compared = compare(family, [(reference, values[reference], label, values[label]) for label in ready], sigma)
+    lines = ["", f"{heading}, against `{reference}` (pooled seed sigma {sigma:.4f}; Holm over {len(compared)} "
+                 "comparisons):", "", "| setting | diff [95% CI] | p | p (Holm) | reading |", "|---|---|---|---|---|"]
+    return lines + [f"| {r['b']} | {r['diff']:+.4f} [{r['diff'] - r['ci']:+.4f}, {r['diff'] + r['ci']:+.4f}] | "
+                    f"{r['p']:.3f} | {r['p_holm']:.3f} | {verdict(r)} |" for r in compared]
 
 
 def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: str, description: str,
@@ -120,31 +165,31 @@ def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: s
     for r in rows:  # per-epoch metrics of every run beside the table, and what a fresh machine needs to reuse it
         shutil.copyfile(runs / r["run"] / "metrics.csv", out / "metrics" / f"{r['run']}.csv")
         (out / "runs" / r["run"]).mkdir(parents=True, exist_ok=True)
-        for name in ("config.yaml", "metrics.csv", "report.json"):
-            shutil.copyfile(runs / r["run"] / name, out / "runs" / r["run"] / name)
+        for name in KEPT:
+            if (runs / r["run"] / name).is_file():
+                shutil.copyfile(runs / r["run"] / name, out / "runs" / r["run"] / name)
         if (runs / r["run"] / "grad_energy.jsonl").is_file():
             shutil.copyfile(runs / r["run"] / "grad_energy.jsonl", out / "metrics" / f"{r['run']}.grad_energy.jsonl")
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["label"], []).append(r)
+    tested = all("test_top1" in r for r in rows)
     lines = [f"# {title}", "", f"Command: `{command}` at commit `{commit()}`  ",
              f"Machine: {machine()}. Training time so far: {sum(r.get('wall_s', 0) for r in rows) / 60:.1f} min over "
              f"{len(rows)} runs (this invocation {(time.time() - started) / 60:.1f} min).", "", description, "",
-             "| setting | seeds | DoF | val top-1 (final) [95% CI] | best epoch val top-1 (max) |", "|---|---|---|---|---|"]
+             "| setting | seeds | DoF | val top-1 (final) [95% CI] | best epoch val top-1 (max) |"
+             + (" test top-1 (final model) [95% CI] |" if tested else ""), "|---|---|---|---|---|" + "---|" * tested]
     for label, members in groups.items():
-        mean, ci = mean_ci([m["val_top1"] for m in members])
-        cell = f"{mean:.4f}" + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if len(members) > 1 else "")
-        lines.append(f"| {label} | {','.join(str(m['seed']) for m in members)} | {members[0]['dof']:,} | {cell} | "
-                     f"{max(m['best_val_top1'] for m in members):.4f} |")
+        lines.append(f"| {label} | {','.join(str(m['seed']) for m in members)} | {members[0]['dof']:,} | "
+                     f"{arm_cell([m['val_top1'] for m in members])} | "
+                     f"{max(m['best_val_top1'] for m in members):.4f} |"
+                     + (f" {arm_cell([m['test_top1'] for m in members])} |" if tested else ""))
     values = {label: [m["val_top1"] for m in members] for label, members in groups.items()}
-    ready = [label for label, v in values.items() if label != reference and len(v) >= 2]
-    if reference in values and len(values[reference]) >= 2 and ready:
-        sigma = pooled_sigma(list(values.values()))
-        compared = compare(title, [(reference, values[reference], label, values[label]) for label in ready], sigma)
-        lines += ["", f"Against `{reference}` (pooled seed sigma {sigma:.4f}; Holm over {len(compared)} comparisons):",
-                  "", "| setting | diff [95% CI] | p | p (Holm) | reading |", "|---|---|---|---|---|"]
-        lines += [f"| {r['b']} | {r['diff']:+.4f} [{r['diff'] - r['ci']:+.4f}, {r['diff'] + r['ci']:+.4f}] | "
-                  f"{r['p']:.3f} | {r['p_holm']:.3f} | {verdict(r)} |" for r in compared]
+    lines += comparison_lines(values, reference, title, "Validation top-1 (the score fixed before the runs)")
+    if tested:
+        lines += comparison_lines({label: [m["test_top1"] for m in members] for label, members in groups.items()},
+                                  reference, f"{title} (test)", "Test top-1 of the final models (the final numbers; "
+                                  "nothing was chosen on them)")
     lines += extra(values) if extra else []
     lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]
     write_markdown(out / "README.md", lines)

@@ -14,9 +14,27 @@ def test_rings_decomposed_runner_writes_comparisons_and_energy_shares(fmnist_roo
             "--epochs", "1", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]
     assert rings_decomposed.main(args) == 0
     text = (tmp_path / "res" / "README.md").read_text()
-    assert "Against `global`" in text and "Holm over 4 comparisons" in text and "| per-layer_global-init-std |" in text
+    assert "against `global`" in text and "Holm over 4 comparisons" in text and "| per-layer_global-init-std |" in text
     assert "| per layer, global init std |" in text  # energy shares per stage
     assert len(list((tmp_path / "res" / "metrics").glob("*.grad_energy.jsonl"))) == 10
+    # the final models scored on the full test set too, with their own comparison table
+    assert "test top-1 (final model) [95% CI]" in text and "Test top-1 of the final models (the final numbers; nothing was chosen on them), against `global`" in text
+    import json
+
+    import torch
+
+    import modelring as mr
+    from modelring.config import load_config
+    from modelring.tasks import get_task
+
+    run = tmp_path / "runs" / "global_seed1"
+    saved = json.loads((tmp_path / "res" / "runs" / "global_seed1" / "test.json").read_text())
+    cfg = load_config(run / "config.yaml", ["data.val_size=null"])
+    _, test_set = get_task("classification").build_data(cfg)
+    model = mr.load(run / "model.safetensors").eval()
+    with torch.no_grad():  # recomputed by hand: the whole test split, not the validation images
+        hits = sum(int((model(x[None]).argmax(1) == y).item()) for x, y in test_set)
+    assert saved["test_count"] == len(test_set) != 40 and saved["test_top1"] == hits / len(test_set)
     before = (tmp_path / "res" / "rings_decomposed.csv").read_text()
     assert rings_decomposed.main(args) == 0  # a second call reuses every finished run
     assert (tmp_path / "res" / "rings_decomposed.csv").read_text().splitlines()[1:] == before.splitlines()[1:]
@@ -35,6 +53,7 @@ def test_finished_runs_committed_with_the_results_are_reused_on_a_fresh_machine(
     shutil.rmtree(tmp_path / "runs")  # a fresh machine: only the committed results remain
     assert destructive.main(args) == 0
     assert (tmp_path / "runs" / "element-wise_reflect_seed0" / "report.json").read_text() == report
+    assert (tmp_path / "runs" / "element-wise_reflect_seed0" / "test.json").is_file()  # the final numbers came back
     assert not (tmp_path / "runs" / "element-wise_reflect_seed0" / "last.pt").exists()  # reused, not retrained
 
 

@@ -219,8 +219,9 @@ def evaluate(task: Task, model: nn.Module, loader, cfg: dict, device: torch.devi
         return task.evaluate(model, loader, cfg, device, d)
 
 
-def evaluate_model(cfg: dict, model: nn.Module) -> str:
-    """``model`` evaluated on the config's test split with its task's metrics, as printable text."""
+def evaluate_on_split(cfg: dict, model: nn.Module) -> dict:
+    """``model``'s metrics on the config's evaluation split (the test set, or the validation images with
+    ``data.val_size``), computed by its task over the whole split."""
     check_values(cfg)
     task = get_task(cfg["task"]["name"])
     task.check(cfg)
@@ -229,8 +230,12 @@ def evaluate_model(cfg: dict, model: nn.Module) -> str:
     model = model.to(device)
     if cfg["train"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    test = evaluate(task, model, make_loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None), cfg, device)
-    return task.describe(test, cfg)
+    return evaluate(task, model, make_loader(test_ds, cfg["train"]["eval_batch_size"], shuffle_key=None), cfg, device)
+
+
+def evaluate_model(cfg: dict, model: nn.Module) -> str:
+    """``model`` evaluated on the config's evaluation split with its task's metrics, as printable text."""
+    return get_task(cfg["task"]["name"]).describe(evaluate_on_split(cfg, model), cfg)
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle_key: int | None, d: Dist = Dist()) -> DataLoader:
