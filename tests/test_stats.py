@@ -32,3 +32,23 @@ def test_claims_table_is_up_to_date_with_the_committed_results():
     assert (claims.ROOT / "claims.md").read_text() == "\n".join(claims.render()) + "\n", \
         "run `python experiments/claims.py` to regenerate docs/results/claims.md"
     assert claims.sign_test(6, 6) == pytest.approx(0.03125) and claims.sign_test(3, 6) == 1.0
+
+
+def test_claims_read_an_issue13_experiment_on_the_test_set_once_its_reference_has_two_seeds(tmp_path, monkeypatch):
+    import csv
+
+    import claims
+
+    monkeypatch.setattr(claims, "ROOT", tmp_path)
+    assert claims.issue13("destructive", "element-wise_reflect", "f") is None  # not run yet
+    (tmp_path / "destructive").mkdir()
+    rows = [("element-wise_reflect", 0, 0.90, 0.50), ("element-wise_reflect", 1, 0.91, 0.50),
+            ("block-16_reflect", 0, 0.80, 0.60), ("block-16_reflect", 1, 0.81, 0.60), ("no-permute_reflect", 0, 0.7, "")]
+    with open(tmp_path / "destructive" / "destructive.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "seed", "test_top1", "val_top1"])
+        w.writerows(rows)
+    found, sigma = claims.issue13("destructive", "element-wise_reflect", "f")
+    # the test column is read (not validation); an arm with one seed (or no test number yet) is left out
+    assert [(r["a"], r["b"]) for r in found] == [("element-wise_reflect", "block-16_reflect")]
+    assert found[0]["diff"] == pytest.approx(-0.1) and sigma == pytest.approx(0.00707, abs=1e-4)
