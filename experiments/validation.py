@@ -63,10 +63,18 @@ def add_arguments(parser, runs: str, results: str) -> None:
     parser.add_argument("--limit-runs", type=int, default=None, help="stop after this many runs of the plan")
 
 
-def compare_arms(argv, doc: str, *, stem: str, title: str, arms: dict[str, dict], reference: str, what: str,
-                 common: dict | None = None, extra=None) -> int:
-    """A script comparing ``arms`` (label -> settings) with the same seeds and the lr the pilot chose (``--lr``,
-    ``--seeds``): every seed runs all arms before the next seed starts, so every arm grows together."""
+def arm_plan(arms: dict[str, dict], lr: float, seeds: list[int], common: dict) -> list[tuple[dict, int]]:
+    """(setting, seed) in run order: seed-major, so every arm grows together; an arm's own keys (its own
+    ``train.lr`` too) override the common ones."""
+    return [({"label": slug(label), "train.lr": lr, **common, **keys}, seed) for seed in seeds
+            for label, keys in arms.items()]
+
+
+def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str, what: str,
+                 common: dict | None = None, extra=None, options=None) -> int:
+    """A script comparing ``arms`` (label -> settings, or a function of the parsed arguments giving them) with the
+    same seeds and the lr the pilot chose (``--lr``, ``--seeds``; an arm's own ``train.lr`` wins): every seed runs
+    all arms before the next seed starts, so every arm grows together. ``options(parser)`` adds arguments."""
     import argparse
     import sys
 
@@ -76,10 +84,11 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms: dict[str, dict]
     add_arguments(parser, f"runs/{stem}", f"docs/results/{stem}")
     parser.add_argument("--lr", type=float, required=True, help="the lr the pilot chose on validation")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    if options:
+        options(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    plan = [({"label": slug(label), "train.lr": args.lr, **(common or {}), **keys}, seed)
-            for seed in args.seeds for label, keys in arms.items()]
+    plan = arm_plan(arms(args) if callable(arms) else arms, args.lr, args.seeds, common or {})
     command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
              extra=extra(args) if extra else None, test=True,

@@ -80,3 +80,20 @@ def test_tables_state_the_schedule_the_recipe_and_overrides_give(monkeypatch):
     text = validation.schedule_text(args)
     assert "10 epochs" in text and "weight decay 0.0005" in text and "batch 128" in text and "Nesterov" in text
     assert "5,000 validation images" in text and "0.2-epoch linear warm-up" in text
+
+
+def test_rings_decomposed_adds_a_per_layer_arm_at_its_own_lr_only_when_asked():
+    import argparse
+
+    import rings_decomposed
+    from validation import arm_plan
+
+    assert rings_decomposed.arms(argparse.Namespace(per_layer_lr=None)) == rings_decomposed.ARMS
+    arms = rings_decomposed.arms(argparse.Namespace(per_layer_lr=0.05))
+    plan = arm_plan(arms, 0.1, [0, 1], {"ring.size": 0.03})
+    assert [s["label"] for s, seed in plan[:6]] == ["global", "per-stage", "per-layer", "per-layer_global-init-std",
+                                                     "HashedNets", "per-layer_own-lr"]
+    assert [seed for _, seed in plan] == [0] * 6 + [1] * 6  # every arm grows together
+    lrs = {s["label"]: s["train.lr"] for s, _ in plan}
+    assert lrs["per-layer_own-lr"] == 0.05 and lrs["per-layer"] == lrs["global"] == 0.1
+    assert all(s["ring.size"] == 0.03 for s, _ in plan)
