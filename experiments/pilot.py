@@ -54,7 +54,7 @@ def noise_lines(values: dict[str, list[float]]) -> list[str]:
 def chosen_lrs(values: dict[str, list[float]]) -> dict[str, tuple[float, dict[float, float]]]:
     """Per arm whose whole lr grid has landed: (the lr with the highest seed-0 validation top-1, {lr: top-1}).
 
-    The rule, fixed before the grid ran: seed 0 only for every lr (the noise arm's other seeds would give lr 0.1 an
+    The rule, fixed while the grid ran (only dense lr 0.05 had landed): seed 0 only for every lr (the noise arm's other seeds would give lr 0.1 an
     average the other lrs do not get), highest final validation top-1 wins, a tie goes to the recipe's lr 0.1."""
     chosen = {}
     for arm in ARMS:
@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     command = "python experiments/pilot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan(), args, stem="pilot", title="Pilot: seed noise and learning rate (issue 13, experiment 1)",
              description=f"Fashion-MNIST, ResNet-20 (stem conv and classifier free), element-wise wiring (v2), "
-                         f"{schedule_text(args)}; the test set is not used.", reference=None, command=command.strip(), extra=extra_lines)
+                         f"{schedule_text(args)}; the test set is not used.", reference=None, command=command.strip(),
+             extra=extra_lines)
     return 0
 
 
