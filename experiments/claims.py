@@ -111,7 +111,14 @@ def issue13(stem: str, reference: str, family: str) -> tuple[list[dict], float] 
     if not path.is_file():
         return None
     rows = [r for r in _rows(path) if r.get("test_top1")]
-    values = {label: _values(rows, "label", label) for label in dict.fromkeys(r["label"] for r in rows)}
+    return against_reference(family, {label: _values(rows, "label", label)
+                                      for label in dict.fromkeys(r["label"] for r in rows)}, reference)
+
+
+def against_reference(family: str, values: dict[str, list[float]], reference: str | None
+                      ) -> tuple[list[dict], float] | None:
+    """Every arm with two or more seeds against ``reference`` (``compare``, sigma pooled over all arms), and that
+    sigma; None until the reference and one other arm have two seeds."""
     ready = [label for label, v in values.items() if label != reference and len(v) >= 2]
     if len(values.get(reference, [])) < 2 or not ready:
         return None

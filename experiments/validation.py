@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from claims import compare, pooled_sigma, verdict
+from claims import against_reference, verdict
 from results_table import machine, write_markdown, write_rows
 from stats import mean_ci
 
@@ -156,11 +156,10 @@ def arm_cell(values: list[float]) -> str:
 
 def comparison_lines(values: dict[str, list[float]], reference: str | None, family: str, heading: str) -> list[str]:
     """Every arm with two or more seeds against ``reference``: Welch diff, 95% CI, p, Holm-adjusted p, reading."""
-    ready = [label for label, v in values.items() if label != reference and len(v) >= 2]
-    if reference not in values or len(values[reference]) < 2 or not ready:
+    found = against_reference(family, values, reference)
+    if found is None:
         return []
-    sigma = pooled_sigma(list(values.values()))
-    compared = compare(family, [(reference, values[reference], label, values[label]) for label in ready], sigma)
+    compared, sigma = found
     lines = ["", f"{heading}, against `{reference}` (pooled seed sigma {sigma:.4f}; Holm over {len(compared)} "
                  "comparisons):", "", "| setting | diff [95% CI] | p | p (Holm) | reading |", "|---|---|---|---|---|"]
     return lines + [f"| {r['b']} | {r['diff']:+.4f} [{r['diff'] - r['ci']:+.4f}, {r['diff'] + r['ci']:+.4f}] | "

@@ -32,7 +32,8 @@ from .io import write_atomic
 from .keys import derive_key
 from .methods import apply_method, build_pruner
 from .optim import build_optimizer
-from .runfiles import MetricsLog, restore, run_folder, save_best, save_checkpoint, save_final_model
+from .runfiles import (MetricsLog, append_jsonl, keep_jsonl_until, restore, run_folder, save_best, save_checkpoint,
+                       save_final_model)
 from .tasks import Task, get_task
 
 
@@ -100,9 +101,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         + (f"; {d.world} processes" if d.world > 1 else ""))
     bank = get_state(model) if tc["grad_energy"] else None
     if bank is not None and d.main and (out / "grad_energy.jsonl").is_file():  # rows after the checkpoint go
-        rows = [line for line in (out / "grad_energy.jsonl").read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] <= start_epoch]
-        write_atomic(out / "grad_energy.jsonl", lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in rows)))
+        keep_jsonl_until(out / "grad_energy.jsonl", start_epoch)
     steps, test = 0, None
     for epoch in range(start_epoch, tc["epochs"]):
         if bank is not None:
@@ -162,12 +161,6 @@ def stage_energy(model: nn.Module, energy: dict[str, float]) -> dict:
         totals[stage] = totals.get(stage, 0.0) + value
     whole = sum(totals.values()) or 1.0
     return {"energy": totals, "share": {k: v / whole for k, v in totals.items()}}
-
-
-def append_jsonl(path: Path, row: dict) -> None:
-    """Add one row to a JSON-lines log (rewritten atomically, so a kill never leaves half a line)."""
-    old = path.read_text() if path.is_file() else ""
-    write_atomic(path, lambda tmp: Path(tmp).write_text(old + json.dumps(row) + "\n"))
 
 
 def _dotted(cfg: dict, key: str):

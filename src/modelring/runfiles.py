@@ -214,6 +214,28 @@ def check_resume_config(saved: dict, cfg: dict) -> None:
                          + "; ".join(diffs))
 
 
+def append_jsonl(path: Path, row: dict) -> None:
+    """Add one row to a JSON-lines log (a line torn by a kill is skipped by ``keep_jsonl_until`` on resume)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def keep_jsonl_until(path: Path, epoch: int) -> list[dict]:
+    """The rows of a per-epoch JSON-lines log up to ``epoch`` (rows of a run killed before its checkpoint and torn
+    lines dropped, with a warning for the latter); the file is rewritten atomically with only those."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a write torn by a kill or a full disk: the checkpoint decides
+            warnings.warn(f"{path}: skipped unreadable line {number} (a torn write)", RuntimeWarning)
+    rows = [r for r in rows if r["epoch"] <= epoch]
+    write_atomic(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    return rows
+
+
 class MetricsLog:
     """metrics.csv + metrics.jsonl (+ TensorBoard when installed), one row per epoch with the columns ``fields``."""
 
@@ -232,18 +254,9 @@ class MetricsLog:
         """Drop rows after ``epoch`` (written by a run killed before its checkpoint); files replaced atomically."""
         if not self.jsonl.exists():
             return
-        rows = []
-        for number, line in enumerate(self.jsonl.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a write torn by a kill or a full disk: the checkpoint decides
-                warnings.warn(f"{self.jsonl}: skipped unreadable line {number} (a torn write)", RuntimeWarning)
-        rows = [r for r in rows if r["epoch"] <= epoch]
+        rows = keep_jsonl_until(self.jsonl, epoch)
         lines = [",".join(self.fields)] + [",".join(str(r[k]) for k in self.fields) for r in rows]
         write_atomic(self.csv, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
-        write_atomic(self.jsonl, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
     def write(self, row: dict) -> None:
         new = not self.csv.exists()
@@ -252,8 +265,7 @@ class MetricsLog:
             if new:
                 writer.writeheader()
             writer.writerow({k: row[k] for k in self.fields})
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.jsonl, row)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":
