@@ -1,17 +1,15 @@
 """DDP over gloo on 127.0.0.1: torchrun training agrees across ranks; DDP equals one process on the same batch."""
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from procs import init_ranks, run_bounded, spawn_ranks
 from torch import nn
 
 import modelring as mr
+from modelring.distributed import Dist, cleanup
 
 RECIPE = str(Path(__file__).parent.parent / "configs" / "fmnist_resnet20_rpg.yaml")
 
@@ -22,7 +20,7 @@ def test_torchrun_two_processes(fmnist_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "modelring",
            "train", RECIPE, f"data.root={fmnist_root}", f"out.dir={run}", "train.epochs=2", "train.batch_size=24",
            "train.progress=false", "out.tensorboard=false", "train.threads=1"]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    result = run_bounded(cmd, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((run / "report.json").read_text())
     assert report["processes"] == 2 and report["ranks_agree"] is True
@@ -53,25 +51,18 @@ def _global_batches():
 
 
 def _worker(rank, port, out):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    init_ranks(rank, port)
     model = _mlp()
     ddp = nn.parallel.DistributedDataParallel(model)
     shards = [(x[rank::2], y[rank::2]) for x, y in _global_batches()]
     ring = _train(model, shards, ddp)
     torch.save(ring, Path(out) / f"ring{rank}.pt")
-    dist.destroy_process_group()
-
-
-def _spawn_two(worker, tmp_path):
-    """Run ``worker(rank, port, folder)`` in 2 processes that meet over gloo on a free 127.0.0.1 port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    del ddp
+    cleanup(Dist(rank=rank, world=2))
 
 
 def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
-    _spawn_two(_worker, tmp_path)
+    spawn_ranks(_worker, tmp_path)
     ring0 = torch.load(tmp_path / "ring0.pt", weights_only=True)
     ring1 = torch.load(tmp_path / "ring1.pt", weights_only=True)
     assert torch.equal(ring0, ring1)
@@ -83,20 +74,20 @@ def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
 def _fsdp_worker(rank, port, out):
     from torch.distributed.fsdp import fully_shard
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    init_ranks(rank, port)
     model = _mlp()
     fully_shard(model)  # FSDP2 on the root of a converted model: the ring is a sharded DTensor between steps
     sharded = type(model.modelring.ring0.weight).__name__
     shards = [(x[rank::2], y[rank::2]) for x, y in _global_batches()]
     ring = _train(model, shards).full_tensor()
     torch.save({"ring": ring, "sharded": sharded}, Path(out) / f"fsdp{rank}.pt")
-    dist.destroy_process_group()
+    cleanup(Dist(rank=rank, world=2))
 
 
 def test_fsdp2_fully_shard_on_the_root_equals_single_process(tmp_path):
     """FSDP2 gathers the ring before the generation hooks run and reduce-scatters its gradient: two gloo
     processes on half batches train the same ring as one process on the whole batches."""
-    _spawn_two(_fsdp_worker, tmp_path)
+    spawn_ranks(_fsdp_worker, tmp_path)
     results = [torch.load(tmp_path / f"fsdp{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(r["sharded"] == "DTensor" for r in results)
     assert torch.equal(results[0]["ring"], results[1]["ring"])
@@ -105,17 +96,17 @@ def test_fsdp2_fully_shard_on_the_root_equals_single_process(tmp_path):
 
 def test_ddp_run_killed_and_resumed_equals_uninterrupted(tmp_path):
     script = Path(__file__).parent.parent / "scripts" / "crash_resume.py"
-    result = subprocess.run([sys.executable, str(script), "--kills", "1", "--epochs", "2", "--nproc", "2",
-                             "--seed", "3", "--work", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_bounded([sys.executable, str(script), "--kills", "1", "--epochs", "2", "--nproc", "2",
+                          "--seed", "3", "--work", str(tmp_path)],
+                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IDENTICAL" in result.stdout
 
 
 def _mismatch_worker(rank, port, out):
-    from modelring.distributed import Dist, check_same_wiring
+    from modelring.distributed import check_same_wiring
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    init_ranks(rank, port)
     torch.manual_seed(0)
     model = mr.convert(nn.Sequential(nn.Linear(8, 16)), 40, seed=rank)  # rank 1 wired differently
     try:
@@ -124,10 +115,10 @@ def _mismatch_worker(rank, port, out):
     except RuntimeError as err:
         message = str(err)
     Path(out, f"msg{rank}.txt").write_text(message)
-    dist.destroy_process_group()
+    cleanup(Dist(rank=rank, world=2))
 
 
 def test_different_wiring_across_ranks_is_a_clear_error(tmp_path):
-    _spawn_two(_mismatch_worker, tmp_path)
+    spawn_ranks(_mismatch_worker, tmp_path)
     for rank in range(2):
         assert "ranks built different wiring" in (tmp_path / f"msg{rank}.txt").read_text()

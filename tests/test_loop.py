@@ -111,13 +111,14 @@ def test_imagefolder_pipeline_end_to_end(tmp_path):
 
 
 def test_sigkill_at_random_points_then_resume_is_bitwise_equal(tmp_path):
-    import subprocess
     import sys
     from pathlib import Path
 
+    from procs import run_bounded
+
     script = Path(__file__).parent.parent / "scripts" / "crash_resume.py"
-    result = subprocess.run([sys.executable, str(script), "--kills", "2", "--epochs", "2", "--work", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+    result = run_bounded([sys.executable, str(script), "--kills", "2", "--epochs", "2", "--work", str(tmp_path)],
+                         timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IDENTICAL" in result.stdout
     rows = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()

@@ -1,0 +1,40 @@
+"""The time limits of tests/procs.py hold: a hung command or rank fails its test quickly, leaving nothing behind."""
+import multiprocessing
+import sys
+import time
+
+import pytest
+from procs import kill_tagged, run_bounded, spawn_ranks
+
+
+def test_run_bounded_returns_output_and_exit_code():
+    result = run_bounded([sys.executable, "-c", "import sys; print('out'); sys.exit(3)"], timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (3, "out")
+
+
+def test_run_bounded_kills_orphans_that_hold_the_pipes():
+    # The child starts a grandchild in a session of its own (as torchrun does with its workers) and exits;
+    # the grandchild keeps stdout open, so a plain subprocess.run(timeout=...) would wait for it forever.
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True); "
+              "print('started', flush=True); time.sleep(300)")
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"still running after 3 s; killed 2 processes"):
+        run_bounded([sys.executable, "-c", script], timeout=3)
+    assert time.monotonic() - started < 60
+
+
+def test_kill_tagged_finds_nothing_for_an_unknown_tag():
+    assert kill_tagged("no-process-has-this-tag") == 0
+
+
+def _sleeper(rank, port, folder):
+    time.sleep(600)
+
+
+def test_spawn_ranks_fails_a_hung_rank_and_kills_it():
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match="_sleeper: 2 ranks still running after 5 s; killed"):
+        spawn_ranks(_sleeper, "unused", timeout=5)
+    assert time.monotonic() - started < 60
+    assert not multiprocessing.active_children()
