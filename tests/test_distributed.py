@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from procs import init_ranks, run_bounded, spawn_ranks
 from torch import nn
@@ -122,3 +123,39 @@ def test_different_wiring_across_ranks_is_a_clear_error(tmp_path):
     spawn_ranks(_mismatch_worker, tmp_path)
     for rank in range(2):
         assert "ranks built different wiring" in (tmp_path / f"msg{rank}.txt").read_text()
+
+
+def _failing_worker(rank, port, out):
+    """``fit`` on 2 ranks (tiny Fashion-MNIST) where rank 1 raises in its second epoch; records what fit raised."""
+    import modelring.loop as loop
+    from modelring.config import load_config
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    init_ranks(rank, port)  # setup() finds the group joined
+    original = loop.train_one_epoch
+
+    def train_one_epoch(net, task, loader, opt, sched, scaler, epoch, *args, **kwargs):
+        if rank == 1 and epoch == 1:
+            raise OSError("rank 1 could not write its shard")
+        return original(net, task, loader, opt, sched, scaler, epoch, *args, **kwargs)
+
+    loop.train_one_epoch = train_one_epoch
+    root = Path(out, "data_root.txt").read_text()
+    cfg = load_config(RECIPE, [f"data.root={root}", f"out.dir={Path(out) / 'run'}", "train.epochs=3",
+                               "train.batch_size=24", "train.progress=false", "out.tensorboard=false", "train.threads=1"])
+    try:
+        loop.fit(cfg, log=lambda *a: None)
+    except BaseException as err:
+        Path(out, f"error{rank}.txt").write_text(f"{type(err).__name__}: {err}")
+        raise
+
+
+def test_a_rank_that_fails_leaves_with_its_own_error(fmnist_root, tmp_path):
+    """The failing rank must not wait at the end-of-training barrier for peers that are still training: that
+    hangs (or times out) and replaces the real error with a collective's."""
+    from torch.multiprocessing import ProcessRaisedException
+
+    (tmp_path / "data_root.txt").write_text(str(fmnist_root))
+    with pytest.raises(ProcessRaisedException, match="rank 1 could not write its shard"):
+        spawn_ranks(_failing_worker, tmp_path)
+    assert (tmp_path / "error1.txt").read_text() == "OSError: rank 1 could not write its shard"

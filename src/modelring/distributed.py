@@ -116,8 +116,10 @@ def count_and_allreduce(state: GradientBytes, bucket):
     return allreduce_hook(None, bucket)
 
 
-def cleanup(d: Dist) -> None:
-    """Leave the process group (after a barrier) once training is over; drop every DDP wrapper first.
+def cleanup(d: Dist, *, finished: bool = True) -> None:
+    """Leave the process group; drop every DDP wrapper first. ``finished``: training ended on every rank, so wait
+    for all of them at a barrier; after an error (``finished=False``) leave at once, so the error is not replaced by
+    a collective's failure (the other ranks are still training; their next collective fails and they stop).
 
     DDP sits in a reference cycle, so its Reducer is freed by some later garbage collection; if that comes after
     ``destroy_process_group`` the Reducer holds the group's last reference and destroys it with the GIL held,
@@ -126,5 +128,6 @@ def cleanup(d: Dist) -> None:
     """
     if d.world > 1 and dist.is_initialized():
         gc.collect()
-        dist.barrier()
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

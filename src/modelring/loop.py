@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -56,9 +57,14 @@ def fit(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     try:
         folder = run_folder(out, resume=resume, overwrite=overwrite, log=log) if d.main else nullcontext(out)
         with folder:
-            return _fit(task, cfg, out, d, resume, log)
-    finally:
-        cleanup(d)
+            report = _fit(task, cfg, out, d, resume, log)
+    except BaseException as err:
+        if d.world > 1:  # the traceback would keep DDP alive past the group (see cleanup); its text stays whole
+            traceback.clear_frames(err.__traceback__)
+        cleanup(d, finished=False)  # no barrier: the other ranks are still training
+        raise
+    cleanup(d)
+    return report
 
 
 def build_model(task: Task, cfg: dict, train: Dataset) -> nn.Module:
