@@ -119,7 +119,7 @@ def count_and_allreduce(state: GradientBytes, bucket):
 def cleanup(d: Dist, *, finished: bool = True) -> None:
     """Leave the process group; drop every DDP wrapper first. ``finished``: training ended on every rank, so wait
     for all of them at a barrier; after an error (``finished=False``) leave at once, so the error is not replaced by
-    a collective's failure (the other ranks are still training; their next collective fails and they stop).
+    a collective's failure (the other ranks may still be training; torchrun stops them once this rank exits).
 
     DDP sits in a reference cycle, so its Reducer is freed by some later garbage collection; if that comes after
     ``destroy_process_group`` the Reducer holds the group's last reference and destroys it with the GIL held,
