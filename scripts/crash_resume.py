@@ -45,23 +45,30 @@ def command(data: Path, out: Path, epochs: int, nproc: int = 1) -> list[str]:
             "train.threads=1", "--resume"]
 
 
+def kill_marked(marker: str, proc_file: str = "cmdline") -> int:
+    """SIGKILL every other process whose ``/proc/PID/<proc_file>`` (``cmdline`` or ``environ``: NUL-separated)
+    holds ``marker`` as one whole entry; returns how many there were. Processes that are gone or not ours to read
+    are skipped."""
+    wanted, killed = marker.encode(), 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / proc_file).read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):  # gone already, or not ours to read
+            continue
+    return killed
+
+
 def kill_leftovers(out: Path) -> int:
     """SIGKILL every process still training into ``out``; returns how many there were.
 
     torchrun may start its workers in sessions of their own, so killing the launcher's process group can leave
     them orphaned (and waiting on their peers forever); they are found by the run folder on their command line.
     """
-    marker, killed = f"out.dir={out}".encode(), 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-        except (OSError, ProcessLookupError):  # gone already, or not ours to read
-            continue
-    return killed
+    return kill_marked(f"out.dir={out}")
 
 
 def killed_run(data: Path, out: Path, epochs: int, kills: int, rng: random.Random, log, nproc: int = 1) -> int:

@@ -7,8 +7,8 @@ waits for EOF on the captured pipes, which torchrun's workers (started in sessio
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,22 +17,15 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+from crash_resume import kill_marked  # noqa: E402  (one /proc scan for the tests and the crash script)
+
 TAG = "MODELRING_TEST_PROCESS_TAG"
 
 
 def kill_tagged(tag: str) -> int:
     """SIGKILL every process whose environment carries ``TAG=tag`` (orphans keep it); returns how many."""
-    marker, killed = f"{TAG}={tag}".encode(), 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-        except (OSError, ProcessLookupError):  # gone already, or not ours to read
-            continue
-    return killed
+    return kill_marked(f"{TAG}={tag}", "environ")
 
 
 def run_bounded(cmd: list[str], *, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:

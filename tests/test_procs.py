@@ -1,10 +1,12 @@
 """The time limits of tests/procs.py hold: a hung command or rank fails its test quickly, leaving nothing behind."""
 import multiprocessing
+import signal
+import subprocess
 import sys
 import time
 
 import pytest
-from procs import kill_tagged, run_bounded, spawn_ranks
+from procs import kill_marked, kill_tagged, run_bounded, spawn_ranks
 
 
 def test_run_bounded_returns_output_and_exit_code():
@@ -26,6 +28,23 @@ def test_run_bounded_kills_orphans_that_hold_the_pipes():
 
 def test_kill_tagged_finds_nothing_for_an_unknown_tag():
     assert kill_tagged("no-process-has-this-tag") == 0
+
+
+def test_kill_marked_matches_whole_command_line_arguments_only():
+    # The crash script finds orphaned torchrun workers by their out.dir=... argument: a longer argument that
+    # merely starts with it (another run folder) must survive.
+    script = "import time; time.sleep(300)"
+    target = subprocess.Popen([sys.executable, "-c", script, "out.dir=/tmp/run-a"])
+    bystander = subprocess.Popen([sys.executable, "-c", script, "out.dir=/tmp/run-ab"])
+    try:
+        assert kill_marked("out.dir=/tmp/run-a") == 1
+        assert target.wait(timeout=30) == -signal.SIGKILL
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        target.kill()
+        bystander.wait()
+        target.wait()
 
 
 def _sleeper(rank, port, folder):
