@@ -93,3 +93,36 @@ def mde(sigma: float, n: int, power: float = 0.8) -> float:
     """Smallest true difference a two-arm t-test with ``n`` seeds per arm detects at alpha 0.05 with ``power``."""
     df = 2 * n - 2
     return (t_quantile(0.975, df) + t_quantile(power, df)) * sigma * math.sqrt(2 / n)
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """Upper tail P(F > f) of the F distribution with (``d1``, ``d2``) degrees of freedom."""
+    if f <= 0:
+        return 1.0
+    return betainc(d2 / 2, d1 / 2, d2 / (d2 + d1 * f))
+
+
+def line_fit(xs: list[float], ys: list[float]) -> dict:
+    """Least-squares line y = slope * x + intercept over every point, with the slope's 95% t-interval (n - 2 df),
+    R², and, when some x are repeated (seeds), the lack-of-fit F-test: do the means at each x depart from the line
+    by more than the spread between repeats (pure error) allows?"""
+    n, levels = len(xs), sorted(set(xs))
+    if n < 3 or len(levels) < 2:
+        raise ValueError("a line with an interval needs at least three points at two or more x values")
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    intercept = my - slope * mx
+    ss_res = sum((y - slope * x - intercept) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    se = math.sqrt(ss_res / (n - 2) / sxx)
+    out = {"slope": slope, "intercept": intercept, "slope_ci": t_quantile(0.975, n - 2) * se,
+           "p_slope": t_sf2(slope / se, n - 2) if se else 0.0, "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+           "points": n}
+    groups = [[y for x, y in zip(xs, ys) if x == level] for level in levels]
+    ss_pure = sum(sum((y - statistics.fmean(g)) ** 2 for y in g) for g in groups)
+    df_lof, df_pure = len(levels) - 2, n - len(levels)
+    if df_lof > 0 and df_pure > 0 and ss_pure > 0:
+        f = ((ss_res - ss_pure) / df_lof) / (ss_pure / df_pure)
+        out.update(lack_of_fit_f=f, lack_of_fit_df=(df_lof, df_pure), p_lack_of_fit=f_sf(f, df_lof, df_pure))
+    return out

@@ -97,3 +97,27 @@ def test_rings_decomposed_adds_a_per_layer_arm_at_its_own_lr_only_when_asked():
     lrs = {s["label"]: s["train.lr"] for s, _ in plan}
     assert lrs["per-layer_own-lr"] == 0.05 and lrs["per-layer"] == lrs["global"] == 0.1
     assert all(s["ring.size"] == 0.03 for s, _ in plan)
+
+
+def test_dof_law_runner_fits_the_line_over_rpg_runs_and_sets_dense_apart(fmnist_root, tmp_path, monkeypatch):
+    import csv
+    import math
+
+    import dof_law
+    from stats import line_fit
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    args = ["--lr", "0.05", "--seeds", "0", "1", "--root", str(fmnist_root), "--train", "64", "--val", "40",
+            "--epochs", "1", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]
+    assert dof_law.main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "dof_law.csv").open()))
+    assert len(rows) == 12 and {r["label"] for r in rows} == {*(f"ring-{s:g}" for s in dof_law.SIZES), "dense"}
+    dofs = {r["label"]: int(r["dof"]) for r in rows}
+    assert sorted(dofs, key=dofs.get) == [*(f"ring-{s:g}" for s in dof_law.SIZES), "dense"]  # DoF grows with size
+    rpg = [r for r in rows if r["label"] != "dense"]
+    fit = line_fit([math.log10(int(r["dof"])) for r in rpg], [float(r["test_top1"]) for r in rpg])
+    text = (tmp_path / "res" / "README.md").read_text()
+    # the table's line is the one over the 10 RPG runs (dense left out), with lack of fit on 3 and 5 df
+    assert f"| test | 10 | {fit['slope']:+.4f} [" in text and f"({fit['lack_of_fit_df'][0]}, 5)" in text
+    assert fit["lack_of_fit_df"] == (3, 5) and "| dense (not in the fit) | 269,434 |" in text
+    assert "against `dense`" in text and "Holm over 5 comparisons" in text

@@ -52,3 +52,31 @@ def test_claims_read_an_issue13_experiment_on_the_test_set_once_its_reference_ha
     # the test column is read (not validation); an arm with one seed (or no test number yet) is left out
     assert [(r["a"], r["b"]) for r in found] == [("element-wise_reflect", "block-16_reflect")]
     assert found[0]["diff"] == pytest.approx(-0.1) and sigma == pytest.approx(0.00707, abs=1e-4)
+
+
+def test_f_tail_matches_tables_and_the_t_distribution():
+    from stats import f_sf
+
+    assert f_sf(4.1028, 2, 10) == pytest.approx(0.05, abs=1e-4)  # F(2, 10) 95% point
+    assert f_sf(3.4780, 4, 10) == pytest.approx(0.05, abs=1e-4)  # F(4, 10) 95% point
+    assert f_sf(3.0, 1, 10) == pytest.approx(t_sf2(math.sqrt(3.0), 10), rel=1e-12)  # F(1, d) = t(d)²
+    assert f_sf(0.0, 3, 7) == 1.0
+
+
+def test_line_fit_interval_and_lack_of_fit_by_hand():
+    from stats import line_fit
+
+    # means 0, 2, 2 at x = 0, 1, 2 with repeats +-1: a bent curve the line cannot follow
+    xs, ys = [0, 0, 1, 1, 2, 2], [-1.0, 1.0, 1.0, 3.0, 1.0, 3.0]
+    fit = line_fit(xs, ys)
+    assert fit["slope"] == pytest.approx(1.0) and fit["intercept"] == pytest.approx(1 / 3)
+    ss_res = sum((y - x - 1 / 3) ** 2 for x, y in zip(xs, ys))  # 22/3 = pure error 6 (3 df) + lack of fit 4/3 (1 df)
+    assert ss_res == pytest.approx(22 / 3)
+    assert fit["slope_ci"] == pytest.approx(2.7764 * math.sqrt(ss_res / 4 / 4), rel=1e-4)  # t(0.975, 4), sxx = 4
+    assert fit["lack_of_fit_df"] == (1, 3) and fit["lack_of_fit_f"] == pytest.approx((4 / 3) / (6 / 3))
+    from stats import f_sf
+
+    assert fit["p_lack_of_fit"] == f_sf(fit["lack_of_fit_f"], 1, 3)
+    assert "p_lack_of_fit" not in line_fit([0, 0, 1, 1], [0.0, 0.2, 1.0, 1.2])  # two levels: a line fits any means
+    with pytest.raises(ValueError, match="two or more x values"):
+        line_fit([1, 1, 1], [0.0, 1.0, 2.0])
