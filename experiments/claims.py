@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from results_table import write_markdown
-from stats import holm, mde, mean_ci, welch
+from stats import holm, line_fit, mde, mean_ci, welch
 
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -101,7 +101,9 @@ def pose() -> tuple[list[dict], float]:
 ISSUE13 = (("destructive", "element-wise_reflect",
             "destructive sharing, element-wise wiring (Fashion-MNIST, global 3% ring, 20k images x 10 epochs, test set)"),
            ("rings_decomposed", "global",
-            "global vs local rings, decomposed (Fashion-MNIST, 3% in all, 20k images x 10 epochs, test set)"))
+            "global vs local rings, decomposed (Fashion-MNIST, 3% in all, 20k images x 10 epochs, test set)"),
+           ("dof_law", "dense", "each global ring size against dense (Fashion-MNIST ResNet-20, 20k images x 10 epochs, "
+                                "test set)"))
 
 
 def issue13(stem: str, reference: str, family: str) -> tuple[list[dict], float] | None:
@@ -124,6 +126,44 @@ def against_reference(family: str, values: dict[str, list[float]], reference: st
         return None
     sigma = pooled_sigma(list(values.values()))
     return compare(family, [(reference, values[reference], label, values[label]) for label in ready], sigma), sigma
+
+
+def law_fit(rows: list[dict], score: str = "test_top1") -> dict | None:
+    """The log-linear law over the RPG runs of ``dof_law.csv`` rows (dense left out): ``stats.line_fit`` of
+    ``score`` against log10(DoF), one point per run, with its reading as the analysis plan fixes it; None until
+    there are three runs at two DoF values."""
+    rpg = [r for r in rows if r["label"] != "dense" and r.get(score)]
+    if len(rpg) < 3 or len({r["dof"] for r in rpg}) < 2:
+        return None
+    fit = line_fit([math.log10(float(r["dof"])) for r in rpg], [float(r[score]) for r in rpg])
+    if fit["slope"] - fit["slope_ci"] <= 0 <= fit["slope"] + fit["slope_ci"]:
+        reading = "no detectable trend"
+    elif "p_lack_of_fit" not in fit:
+        reading = "trend, linearity not testable (no repeated sizes)"
+    elif fit["p_lack_of_fit"] < 0.05:
+        reading = "not log-linear here (lack of fit)"
+    else:
+        reading = "log-linear here (no detectable departure from the line)" if fit["slope"] > 0 else \
+            "accuracy falls with DoF"
+    return {**fit, "reading": reading}
+
+
+def law_lines() -> list[str]:
+    """claims.md's section for the law (test and validation), empty until ``dof_law.csv`` has enough runs."""
+    path = ROOT / "dof_law" / "dof_law.csv"
+    fits = {s: law_fit(_rows(path), s) for s in ("test_top1", "val_top1")} if path.is_file() else {}
+    if not fits or fits["test_top1"] is None:
+        return []
+    lines = ["## accuracy against DoF: log-linear law over the global-ring runs (Fashion-MNIST ResNet-20, 20k images "
+             "x 10 epochs; test set primary)", "",
+             "| score | runs | slope per decade [95% CI] | p (slope) | R² | lack of fit p | reading |",
+             "|---|---|---|---|---|---|---|"]
+    for score, fit in fits.items():
+        lof = f"{fit['p_lack_of_fit']:.3f}" if "p_lack_of_fit" in fit else "—"
+        low, high = fit["slope"] - fit["slope_ci"], fit["slope"] + fit["slope_ci"]
+        lines.append(f"| {score.replace('_top1', '')} | {fit['points']} | {fit['slope']:+.4f} [{low:+.4f}, "
+                     f"{high:+.4f}] | {fit['p_slope']:.2g} | {fit['r2']:.3f} | {lof} | {fit['reading']} |")
+    return lines + [""]
 
 
 def multitask() -> list[dict]:
@@ -180,6 +220,7 @@ def render() -> list[str]:
                   f"[{r['diff'] - r['ci']:+.4f}, {r['diff'] + r['ci']:+.4f}] | {r['p']:.3f} | {r['p_holm']:.3f} | "
                   f"{verdict(r)} |" for r in rows]
         lines.append("")
+    lines += law_lines()
     lines += ["## multi-task ablation (one seed per cell: paired sign tests, lower RMSE is better)", "",
               "| comparison | first better in | median RMSE gain | sign-test p | p (Holm, 6 tests) |",
               "|---|---|---|---|---|"]

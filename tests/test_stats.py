@@ -80,3 +80,33 @@ def test_line_fit_interval_and_lack_of_fit_by_hand():
     assert "p_lack_of_fit" not in line_fit([0, 0, 1, 1], [0.0, 0.2, 1.0, 1.2])  # two levels: a line fits any means
     with pytest.raises(ValueError, match="two or more x values"):
         line_fit([1, 1, 1], [0.0, 1.0, 2.0])
+
+
+def test_law_reading_follows_the_plan_and_leaves_dense_out(tmp_path, monkeypatch):
+    import claims
+
+    def rows(curve, spread=(-0.002, 0.0, 0.002)):
+        out = [{"label": f"ring-{d}", "dof": str(d), "test_top1": str(curve(d) + e), "val_top1": str(curve(d) + e)}
+               for d in (1_000, 10_000, 100_000, 1_000_000) for e in spread]
+        return out + [{"label": "dense", "dof": "5000000", "test_top1": "0.0", "val_top1": "0.0"}]  # far off: not fit
+
+    line = claims.law_fit(rows(lambda d: 0.5 + 0.05 * math.log10(d)))
+    assert line["points"] == 12 and line["slope"] == pytest.approx(0.05) and line["reading"].startswith("log-linear")
+    bent = claims.law_fit(rows(lambda d: 0.9 - 0.3 / math.log10(d) ** 2))  # saturating: a line misses the means
+    assert bent["p_lack_of_fit"] < 0.05 and bent["reading"] == "not log-linear here (lack of fit)"
+    flat = claims.law_fit(rows(lambda d: 0.8, spread=(-0.01, 0.0, 0.01)))
+    assert flat["reading"] == "no detectable trend"
+    assert claims.law_fit(rows(lambda d: 0.8)[:2]) is None  # one DoF value: no line yet
+
+    monkeypatch.setattr(claims, "ROOT", tmp_path)
+    assert claims.law_lines() == []  # not run yet
+    (tmp_path / "dof_law").mkdir()
+    data = rows(lambda d: 0.5 + 0.05 * math.log10(d))
+    with open(tmp_path / "dof_law" / "dof_law.csv", "w", newline="") as f:
+        import csv
+
+        w = csv.DictWriter(f, fieldnames=list(data[0]))
+        w.writeheader()
+        w.writerows(data)
+    text = "\n".join(claims.law_lines())
+    assert "| test | 12 | +0.0500 [" in text and "log-linear here" in text
