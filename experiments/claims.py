@@ -154,16 +154,25 @@ def law_lines() -> list[str]:
     fits = {s: law_fit(_rows(path), s) for s in ("test_top1", "val_top1")} if path.is_file() else {}
     if not fits or fits["test_top1"] is None:
         return []
-    lines = ["## accuracy against DoF: log-linear law over the global-ring runs (Fashion-MNIST ResNet-20, 20k images "
-             "x 10 epochs; test set primary)", "",
-             "| score | runs | slope per decade [95% CI] | p (slope) | R² | lack of fit p | reading |",
-             "|---|---|---|---|---|---|---|"]
+    return ["## accuracy against DoF: log-linear law over the global-ring runs (Fashion-MNIST ResNet-20, 20k images "
+            "x 10 epochs; test set primary)", "", *law_table(fits), ""]
+
+
+def law_table(fits: dict[str, dict], f_test: bool = False) -> list[str]:
+    """One row per score (``law_fit`` results by score column); ``f_test`` adds the lack-of-fit F and its df."""
+    lof_head = "lack of fit F (df) | p (lack of fit)" if f_test else "lack of fit p"
+    lines = [f"| score | runs | slope per decade [95% CI] | p (slope) | R² | {lof_head} | reading |",
+             "|---|---|---|---|---|---|" + "---|" * (1 + f_test)]
     for score, fit in fits.items():
-        lof = f"{fit['p_lack_of_fit']:.3f}" if "p_lack_of_fit" in fit else "—"
+        if "p_lack_of_fit" not in fit:
+            lof = "— | —" if f_test else "—"
+        else:
+            df = fit["lack_of_fit_df"]
+            lof = (f"{fit['lack_of_fit_f']:.2f} ({df[0]}, {df[1]}) | " if f_test else "") + f"{fit['p_lack_of_fit']:.3f}"
         low, high = fit["slope"] - fit["slope_ci"], fit["slope"] + fit["slope_ci"]
         lines.append(f"| {score.replace('_top1', '')} | {fit['points']} | {fit['slope']:+.4f} [{low:+.4f}, "
                      f"{high:+.4f}] | {fit['p_slope']:.2g} | {fit['r2']:.3f} | {lof} | {fit['reading']} |")
-    return lines + [""]
+    return lines
 
 
 def multitask() -> list[dict]:

@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from claims import law_fit
+from claims import law_fit, law_table
 from validation import compare_arms
 
 SIZES = (0.003, 0.01, 0.03, 0.1, 0.3)
@@ -36,14 +36,7 @@ def fit_lines(args):
             return []
         out = ["", "Log-linear law over the RPG runs: top-1 = slope · log10(DoF) + intercept (one point per run; the "
                    "lack-of-fit test compares each size's mean with the line, against the spread between seeds):", "",
-               "| score | runs | slope per decade [95% CI] | p (slope) | R² | lack of fit F (df) | p (lack of fit) "
-               "| reading (plan) |", "|---|---|---|---|---|---|---|---|"]
-        for score, fit in fits.items():
-            lof = (f"{fit['lack_of_fit_f']:.2f} ({fit['lack_of_fit_df'][0]}, {fit['lack_of_fit_df'][1]}) | "
-                   f"{fit['p_lack_of_fit']:.3f}") if "p_lack_of_fit" in fit else "— | —"
-            out.append(f"| {score.replace('_top1', '')} | {fit['points']} | {fit['slope']:+.4f} "
-                       f"[{fit['slope'] - fit['slope_ci']:+.4f}, {fit['slope'] + fit['slope_ci']:+.4f}] | "
-                       f"{fit['p_slope']:.2g} | {fit['r2']:.3f} | {lof} | {fit['reading']} |")
+               *law_table(fits, f_test=True)]
         fit = fits["test_top1"]
         out += ["", "Test top-1 by arm against the test line (mean over seeds; residual = mean - line):", "",
                 "| setting | DoF | log10(DoF) | test top-1 (mean) | line | residual |", "|---|---|---|---|---|---|"]

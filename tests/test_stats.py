@@ -64,7 +64,7 @@ def test_f_tail_matches_tables_and_the_t_distribution():
 
 
 def test_line_fit_interval_and_lack_of_fit_by_hand():
-    from stats import line_fit
+    from stats import f_sf, line_fit
 
     # means 0, 2, 2 at x = 0, 1, 2 with repeats +-1: a bent curve the line cannot follow
     xs, ys = [0, 0, 1, 1, 2, 2], [-1.0, 1.0, 1.0, 3.0, 1.0, 3.0]
@@ -74,8 +74,6 @@ def test_line_fit_interval_and_lack_of_fit_by_hand():
     assert ss_res == pytest.approx(22 / 3)
     assert fit["slope_ci"] == pytest.approx(2.7764 * math.sqrt(ss_res / 4 / 4), rel=1e-4)  # t(0.975, 4), sxx = 4
     assert fit["lack_of_fit_df"] == (1, 3) and fit["lack_of_fit_f"] == pytest.approx((4 / 3) / (6 / 3))
-    from stats import f_sf
-
     assert fit["p_lack_of_fit"] == f_sf(fit["lack_of_fit_f"], 1, 3)
     assert "p_lack_of_fit" not in line_fit([0, 0, 1, 1], [0.0, 0.2, 1.0, 1.2])  # two levels: a line fits any means
     with pytest.raises(ValueError, match="two or more x values"):
@@ -102,9 +100,9 @@ def test_law_reading_follows_the_plan_and_leaves_dense_out(tmp_path, monkeypatch
     assert claims.law_lines() == []  # not run yet
     (tmp_path / "dof_law").mkdir()
     data = rows(lambda d: 0.5 + 0.05 * math.log10(d))
-    with open(tmp_path / "dof_law" / "dof_law.csv", "w", newline="") as f:
-        import csv
+    import csv
 
+    with open(tmp_path / "dof_law" / "dof_law.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(data[0]))
         w.writeheader()
         w.writerows(data)
