@@ -15,9 +15,12 @@ from modelring.sweep import group_by_setting, mean_std, write_csv  # noqa: E402,
 
 
 def machine() -> str:
-    """One line: CPU architecture, cores, torch build."""
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores ({torch.get_num_threads()} threads), "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    """One line: CPU model, cores usable by this process of the machine's, torch threads, torch build."""
+    from modelring.runfiles import machine_record
+
+    m = machine_record({"train": {}})
+    return (f"{m['cpu']} ({m['isa'] or 'no AVX2'}), {platform.machine()}, {m['cores_usable']} of {os.cpu_count()} CPU cores usable "
+            f"({m['threads']} threads), torch {m['torch']}, Python {m['python']}")
 
 
 def write_rows(rows: list[dict], out: Path, stem: str) -> None:

@@ -126,3 +126,18 @@ def line_fit(xs: list[float], ys: list[float]) -> dict:
         f = ((ss_res - ss_pure) / df_lof) / (ss_pure / df_pure)
         out.update(lack_of_fit_f=f, lack_of_fit_df=(df_lof, df_pure), p_lack_of_fit=f_sf(f, df_lof, df_pure))
     return out
+
+
+def pooled_contrast(groups: dict[str, list[float]], weights: dict[str, float]) -> dict:
+    """A linear contrast sum_i w_i * mean_i of several arms, tested against the standard deviation pooled over
+    *every* arm in ``groups`` (the primary test of issue 22; Welch is the check): estimate, 95% CI, two-sided p,
+    and the pooled sigma with its degrees of freedom. E.g. weights {"dense": 1, "ring": -1} is the gap between two
+    arms; {"a30": 1, "b30": -1, "a10": -1, "b10": 1} is how much that gap changes from one schedule to another."""
+    df = sum(len(g) - 1 for g in groups.values())
+    if df < 1:
+        raise ValueError("a pooled contrast needs at least one arm with two or more values")
+    sigma = math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups.values() if len(g) > 1) / df)
+    estimate = sum(w * statistics.fmean(groups[k]) for k, w in weights.items())
+    se = sigma * math.sqrt(sum(w * w / len(groups[k]) for k, w in weights.items()))
+    p = t_sf2(estimate / se, df) if se else (0.0 if estimate else 1.0)
+    return {"estimate": estimate, "ci": t_quantile(0.975, df) * se, "p": p, "sigma": sigma, "df": df}

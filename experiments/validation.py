@@ -38,17 +38,19 @@ def commit() -> str:
 def overrides(args) -> list[str]:
     """The common schedule: ``args.train`` training images, ``args.val`` held out, ``args.epochs`` epochs."""
     return [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.val_size={args.val}",
-            f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false", "train.threads=2"]
+            f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false",
+            f"train.threads={getattr(args, 'threads', 2)}"]
 
 
-def schedule_text(args) -> str:
+def schedule_text(args, epochs_per_arm: bool = False) -> str:
     """The training schedule every run shares, read from the recipe and the common overrides (never typed by hand,
-    so the tables cannot misstate it)."""
+    so the tables cannot misstate it). ``epochs_per_arm``: the arms set their own number of epochs."""
     from modelring.config import load_config
 
     t = load_config(RECIPE, overrides(args))["train"]
     momentum = f"SGD{' Nesterov' if t['nesterov'] else ''} momentum {t['momentum']:g}"
-    return (f"{args.train:,} training images, {t['epochs']} epochs, {momentum}, batch {t['batch_size']}, weight decay "
+    epochs = "the number of epochs its label names" if epochs_per_arm else f"{t['epochs']} epochs"
+    return (f"{args.train:,} training images, {epochs}, {momentum}, batch {t['batch_size']}, weight decay "
             f"{t['weight_decay']:g}, {t['schedule']} schedule after a {t['warmup_epochs']:g}-epoch linear warm-up; "
             f"scored on {args.val:,} validation images held out of the training set (final-epoch validation top-1)")
 
@@ -61,6 +63,8 @@ def add_arguments(parser, runs: str, results: str) -> None:
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--val", type=int, default=5000)
     parser.add_argument("--limit-runs", type=int, default=None, help="stop after this many runs of the plan")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads per run (issue 22: 1, with the process pinned to one core by taskset)")
 
 
 def arm_plan(arms: dict[str, dict], lr: float, seeds: list[int], common: dict) -> list[tuple[dict, int]]:
@@ -87,12 +91,14 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str,
     if options:
         options(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    plan = arm_plan(arms(args) if callable(arms) else arms, args.lr, args.seeds, common or {})
+    torch.set_num_threads(args.threads)
+    arms = arms(args) if callable(arms) else arms
+    plan = arm_plan(arms, args.lr, args.seeds, common or {})
     command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    schedule = schedule_text(args, epochs_per_arm=any("train.epochs" in keys for keys in arms.values()))
     run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
              extra=extra(args) if extra else None, test=True,
-             description=f"{what}, lr {args.lr}, {schedule_text(args)}; each final model is then scored once on "
+             description=f"{what}, lr {args.lr}, {schedule}; each final model is then scored once on "
                          "the full test set (the final numbers; nothing is chosen on them).")
     return 0
 

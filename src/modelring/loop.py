@@ -33,8 +33,8 @@ from .io import write_atomic
 from .keys import derive_key
 from .methods import apply_method, build_pruner
 from .optim import build_optimizer
-from .runfiles import (MetricsLog, append_jsonl, keep_jsonl_until, restore, run_folder, save_best, save_checkpoint,
-                       save_final_model)
+from .runfiles import (MetricsLog, append_jsonl, keep_jsonl_until, machine_record, restore, run_folder, save_best,
+                       save_checkpoint, save_final_model)
 from .tasks import Task, get_task
 
 
@@ -278,7 +278,7 @@ def final_report(task: Task, model: nn.Module, cfg: dict, out: Path, test: dict,
               "method": cfg["method"], "dof": counts.dof, "ring": counts.ring, "free": counts.free,
               "dense_params": counts.virtual, "dof_fraction": counts.dof_fraction,
               "checkpoint_bytes": checkpoint_bytes, "dense_checkpoint_bytes": dense_bytes, "run_dir": str(out),
-              **(extra or {})}
+              **{f"machine_{k}": v for k, v in machine_record(cfg).items()}, **(extra or {})}
     write_atomic(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     log(f"\n{counts}\n")
     log(task.describe(test, cfg))

@@ -188,6 +188,26 @@ def restore(out: Path, resume: bool, cfg: dict, model, opt, sched, scaler, log, 
     return state["epoch"] + 1, state["best"] if "best" in state else state["best_top1"]  # older files: best_top1
 
 
+def machine_record(cfg: dict) -> dict:
+    """Where and how a run was computed: the CPU model (the same seed gives other digits on another CPU), cores the
+    process may use, torch threads, torch and Python versions, and the precision (``train.amp``). Kept in
+    ``report.json`` so results from different machines are never compared unknowingly."""
+    import platform
+
+    cpu, isa = platform.processor() or platform.machine(), ""
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+        cpu = names[0] if names else cpu
+        # virtual machines often report a generic model name: the vector extensions tell two machines apart
+        isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "isa": isa, "cores_usable": cores, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "precision": "bf16 autocast" if cfg["train"].get("amp") else "float32"}
+
+
 def save_final_model(model, out: Path) -> tuple[int, int]:
     """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
     check_finite_state(model, "model.safetensors")
