@@ -24,8 +24,8 @@ import torch
 
 import modelring as mr
 from modelring import elementwise, kernels
-from modelring.convert import get_state
-from modelring.diagnose import entries_and_signs
+from modelring.bank import get_state
+from modelring.wiring import entries_and_signs
 from results_io import write_result
 
 PAPER_RING = 512 * 512 * 3 * 3

@@ -3,8 +3,8 @@ import hashlib
 
 import torch
 
-from modelring.diagnose import entries_and_signs
-from modelring.generate import RingSpec
+from modelring.spec import RingSpec
+from modelring.wiring import entries_and_signs
 
 
 def entry_of(spec: RingSpec) -> torch.Tensor:
@@ -43,7 +43,7 @@ def fingerprint(spec: RingSpec) -> dict:
 
 def make_spec(shapes, size, *, seed=0, scales=None, **options) -> RingSpec:
     """A RingSpec over parameters of the given shapes (named p0, p1, ...)."""
-    from modelring.generate import Segment
+    from modelring.spec import Segment
 
     segments, offset = [], 0
     for i, shape in enumerate(shapes):

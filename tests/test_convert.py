@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import modelring as mr
-from modelring.convert import get_state, resolve_ring_size
+from modelring.bank import get_state
+from modelring.sizes import resolve_ring_size
 
 
 class Nested(nn.Module):
@@ -308,7 +309,7 @@ def test_whole_model_pickles(tmp_path):
 
 
 def test_ring_scales_keep_kaiming_std_with_ring_at_rms():
-    from modelring.convert import ring_scales, target_std
+    from modelring.plan import ring_scales, target_std
 
     named = [("a", (64, 3, 3, 3)), ("b", (64, 64, 3, 3)), ("c", (10, 64))]
     scales, ring_std = ring_scales(named, "fan_in")

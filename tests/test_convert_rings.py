@@ -10,7 +10,8 @@ from torch import nn
 from torch.func import functional_call
 
 import modelring as mr
-from modelring.convert import Ring, RingBank, decode_spec, get_state
+from modelring.bank import Ring, RingBank, get_state
+from modelring.spec import decode_spec
 
 
 def _net():

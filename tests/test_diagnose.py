@@ -6,7 +6,8 @@ import modelring as mr
 from helpers import make_spec
 from modelring import wiring as wr
 from modelring.cli import main
-from modelring.diagnose import entries_and_signs, ring_report
+from modelring.diagnose import ring_report
+from modelring.wiring import entries_and_signs
 
 RESNETISH = [[16, 3, 3, 3], [16, 16, 3, 3], [32, 16, 3, 3], [10, 32]]
 

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import modelring as mr
-from modelring.convert import get_state
+from modelring.bank import get_state
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 OUTPUTS = load_file(FIXTURES / "v1_outputs.safetensors")

@@ -10,7 +10,8 @@ from safetensors import safe_open
 from torch import nn
 
 import modelring as mr
-from modelring.convert import LEGACY_SPEC_KEY, decode_spec, encode_spec, get_state
+from modelring.bank import get_state
+from modelring.spec import FILE_SPEC_KEY, decode_spec, encode_spec
 
 
 def _model(seed=0, **kwargs):
@@ -52,11 +53,11 @@ def test_state_dict_of_the_earlier_layout_still_loads():
     sd = model.state_dict()
     old = {k: v for k, v in sd.items() if not k.startswith("modelring.")}
     old["modelring.ring0.weight"] = sd["modelring.ring0.weight"]
-    old[LEGACY_SPEC_KEY] = encode_spec(get_state(model).spec())
+    old[FILE_SPEC_KEY] = encode_spec(get_state(model).spec())
     fresh = _model(seed=1)
     fresh.load_state_dict(old)
     _same_outputs(model, fresh)
-    old[LEGACY_SPEC_KEY] = encode_spec({"rings": [{**get_state(model).spec()["rings"][0], "seed": 99}]})
+    old[FILE_SPEC_KEY] = encode_spec({"rings": [{**get_state(model).spec()["rings"][0], "seed": 99}]})
     with pytest.raises(RuntimeError, match="modelring spec"):
         _model(seed=1).load_state_dict(old)
 

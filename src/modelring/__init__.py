@@ -1,5 +1,7 @@
 """modelring: Recurrent Parameter Generators (arXiv 2107.07110) for any PyTorch model."""
-from .convert import DEFAULT_TYPES, convert, is_converted, materialize, rings_by_prefix, rings_per_stage
+from .bank import is_converted
+from .convert import convert, materialize
+from .plan import DEFAULT_TYPES, rings_by_prefix, rings_per_stage
 from .count import count_params
 from .diagnose import wiring_report
 from .loop import fit

@@ -279,7 +279,7 @@ _NONNEG = Rule("int", "number", low=0)
 _POSITIVE = Rule("int", "number", low=0, low_open=True)
 _FRACTION = Rule("int", "number", low=0, high=1)
 SCHEMA = {
-    "task.name": Rule("str"), "method": Rule(choices=METHODS), "model.name": Rule("str"), "model.kwargs": Rule("dict"),
+    "task.name": Rule("str"), "method": Rule("str", note="a registered method (modelring.methods.list_methods())"), "model.name": Rule("str"), "model.kwargs": Rule("dict"),
     "ring.size": _SIZE, "ring.seed": Rule("int", low=0), "ring.exclude": Rule("list", "null"),
     "ring.include": Rule("list", "null"), "ring.scale": Rule("null", choices=("fan_in", "fan_out")),
     "ring.block": _COUNT, "ring.permute": _FLAG, "ring.reflect": _FLAG,
@@ -366,7 +366,7 @@ def _relational_problems(cfg: dict) -> list[str]:
 def size_problem(size) -> str | None:
     """Why ``size`` is not a ring size / pruning budget (None when it is): an int >= 1, a float in (0, 1] or a byte
     string such as '2MB'."""
-    from .convert import BYTE_SIZE
+    from .sizes import BYTE_SIZE
 
     if isinstance(size, bool) or not isinstance(size, (int, float, str)):
         return None  # the type is reported by the schema

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .convert import get_state, ring_names
+from .bank import get_state, ring_names
 
 
 @dataclass(frozen=True)

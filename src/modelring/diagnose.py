@@ -16,26 +16,13 @@ import torch
 from torch import nn
 
 from . import wiring as wr
-from .convert import get_state
-from .generate import RingSpec
+from .bank import get_state
+from .compat import moved_names
+from .spec import RingSpec
+
+__getattr__ = moved_names(__name__, {"entries_and_signs": "modelring.wiring"})  # the wiring's reference
 
 _SAMPLE_KERNELS = 4096  # kernels checked per kernel size (evenly spaced): bounds time on large rings
-
-
-def entries_and_signs(spec: RingSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ring entry (int64) each virtual weight reads and whether it is negated (bool), from the wiring
-    functions alone (not from the tables generation uses)."""
-    if spec.sampling == "independent":
-        entries = wr.independent_indices(spec.total, spec.size, spec.key(wr.PURPOSE_INDEPENDENT))
-    elif spec.element_wise:
-        entries = wr.element_positions(spec.total, spec.key(wr.PURPOSE_PERMUTATION), permute=spec.permute) % spec.size
-    else:
-        sizes = [s.numel for s in spec.segments]
-        entries = wr.tiled_positions(sizes, spec.block, spec.key(wr.PURPOSE_PERMUTATION),
-                                     permute=spec.permute) % spec.size
-    negative = (wr.sign_bits(0, spec.total, spec.key(wr.PURPOSE_SIGNS)) if spec.reflect
-                else torch.zeros(spec.total, dtype=torch.bool))
-    return entries, negative
 
 
 @dataclass(frozen=True)
@@ -135,7 +122,7 @@ def _ranks(lengths: torch.Tensor) -> torch.Tensor:
 
 def ring_report(spec: RingSpec) -> RingWiringReport:
     """The wiring report of one ring spec."""
-    entries, negative = entries_and_signs(spec)
+    entries, negative = wr.entries_and_signs(spec)
     uses = torch.bincount(entries, minlength=spec.size)
     checked, sharing = kernels_sharing_most(spec, entries)
     return RingWiringReport(spec.name, spec.size, spec.total, _layout_name(spec), int(uses.min()),

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .convert import get_state
+from .bank import get_state
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import write_atomic
-from .convert import (BANK, EXTRA, LEGACY_RING_PREFIX, LEGACY_SPEC_KEY, apply_specs, encode_spec, get_state)
-from .generate import RingSpec
+from .bank import get_state
+from .convert import apply_specs, check_spec_fits
+from .spec import BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, spec_mismatch
 
 FILE_FORMAT = "modelring-1"
 
@@ -55,7 +56,7 @@ def _file_contents(model: nn.Module, metadata: dict[str, str] | None) -> tuple[d
     spec = state.spec() if state is not None else None
     for ring in spec["rings"] if spec else []:  # the file layout: modelring_<ring name>, spec in the metadata
         state_dict.pop(f"{BANK}.{ring['name']}.{EXTRA}")
-        state_dict[LEGACY_RING_PREFIX + ring["name"]] = state_dict.pop(f"{BANK}.{ring['name']}.weight")
+        state_dict[FILE_RING_PREFIX + ring["name"]] = state_dict.pop(f"{BANK}.{ring['name']}.weight")
     tensors, aliases = _dedupe_shared(state_dict)
     meta = {"format": FILE_FORMAT,
             "spec": json.dumps(spec, sort_keys=True) if spec is not None else "",
@@ -145,7 +146,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     else:
         _check_fits_plain(path, model, tensors)
     if spec is not None:
-        tensors[LEGACY_SPEC_KEY] = encode_spec(spec)  # renamed to today's keys by the model's load pre-hook
+        tensors[FILE_SPEC_KEY] = encode_spec(spec)  # renamed to today's keys by the model's load pre-hook
     model.load_state_dict(tensors, strict=True)
     return model
 
@@ -168,7 +169,7 @@ def _json_field(path, meta: dict, key: str, kind: type):
 def _check_tensors(path, tensors: dict, rings: list[RingSpec]) -> None:
     """Rings: floating point, one dimension of the spec's size; every floating tensor finite."""
     for ring in rings:
-        t = tensors.get(LEGACY_RING_PREFIX + ring.name)
+        t = tensors.get(FILE_RING_PREFIX + ring.name)
         if t is None:
             raise ValueError(f"{path}: the spec has ring {ring.name!r} but the file holds no tensor for it")
         if not t.is_floating_point() or tuple(t.shape) != (ring.size,):
@@ -219,7 +220,6 @@ def _check_fits_plain(path, model: nn.Module, tensors: dict) -> None:
 
 def _check_fits_converted(path, model: nn.Module, tensors: dict, spec: dict) -> None:
     """A converted ``model`` takes the file only with the same ring specs and the same free tensors."""
-    from .convert import spec_mismatch
 
     ours = get_state(model).spec()["rings"]
     if len(ours) != len(spec["rings"]):
@@ -229,14 +229,13 @@ def _check_fits_converted(path, model: nn.Module, tensors: dict, spec: dict) -> 
         if problem:
             raise ValueError(f"{path}: {problem}")
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(f"{BANK}.")}
-    expected.update({LEGACY_RING_PREFIX + r["name"]: (r["size"],) for r in ours})
+    expected.update({FILE_RING_PREFIX + r["name"]: (r["size"],) for r in ours})
     _compare(path, expected, tensors)
 
 
 def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[RingSpec]) -> None:
     """The file's tensors are exactly what this model holds once converted with ``rings``, shapes included, and
     every generated segment is a parameter of this shape (checked by ``convert``'s own spec check)."""
-    from .convert import check_spec_fits
 
     params = dict(model.named_parameters())
     try:
@@ -248,7 +247,7 @@ def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[R
     if len(set(generated)) != len(generated):
         raise ValueError(f"{path}: two rings generate the same weight; the file is damaged or was edited")
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in set(generated)}
-    expected.update({LEGACY_RING_PREFIX + ring.name: (ring.size,) for ring in rings})
+    expected.update({FILE_RING_PREFIX + ring.name: (ring.size,) for ring in rings})
     _compare(path, expected, tensors)
 
 

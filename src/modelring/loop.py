@@ -25,14 +25,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import check_values, dump_config
-from .convert import get_state
+from .bank import get_state
 from .count import count_params
 from .distributed import (Dist, GradientBytes, all_sum, check_same_wiring, cleanup, count_and_allreduce,
                           parameters_agree, setup, shard)
 from .io import write_atomic
 from .keys import derive_key
-from .methods import apply_method, build_pruner
+from .methods import get_method
 from .optim import build_optimizer
+from .plan import rings_per_stage
 from .runfiles import (MetricsLog, append_jsonl, keep_jsonl_until, machine_record, restore, run_folder, save_best,
                        save_checkpoint, save_final_model)
 from .tasks import Task, get_task
@@ -48,8 +49,9 @@ def fit(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
     """
     check_values(cfg)
     tc, out = cfg["train"], Path(cfg["out"]["dir"])
-    task = get_task(cfg["task"]["name"])
-    task.check(cfg)  # the method name is checked by the schema (check_values)
+    task, method = get_task(cfg["task"]["name"]), get_method(cfg["method"])
+    task.check(cfg)
+    method.check(cfg)
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     d = setup(tc["device"])
@@ -68,9 +70,9 @@ def fit(cfg: dict, *, resume: bool = False, overwrite: bool = False, log=print) 
 
 
 def build_model(task: Task, cfg: dict, train: Dataset) -> nn.Module:
-    """The task's model, seeded by ``train.seed``, converted as ``method`` says."""
+    """The task's model, seeded by ``train.seed``, as ``method`` trains it (converted, or as it is)."""
     torch.manual_seed(cfg["train"]["seed"])
-    return apply_method(task.build_model(cfg, train), cfg)
+    return get_method(cfg["method"]).apply(task.build_model(cfg, train), cfg)
 
 
 def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
@@ -84,12 +86,12 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
     optimizer = _dotted(cfg, task.optimizer_key) if task.optimizer_key else "sgd"
     opt, sched = build_optimizer(model, cfg, steps_per_epoch, optimizer, setting=task.optimizer_key or "optimizer")
     scaler = torch.amp.GradScaler(device.type, enabled=tc["amp"] and device.type == "cuda")
-    pruner = build_pruner(model, cfg, steps_per_epoch)
     select, higher = task.selection(cfg)
     sign = 1.0 if higher else -1.0
     start_epoch, best = restore(out, resume, cfg, model, opt, sched, scaler, log, best=-math.inf)
-    if pruner is not None:
-        pruner.start_at(start_epoch * steps_per_epoch)
+    method = get_method(cfg["method"])
+    attached = method.attach(model, opt, cfg, steps_per_epoch=steps_per_epoch,
+                             start_step=start_epoch * steps_per_epoch)  # e.g. the pruner, as a step hook
     net, traffic = model, GradientBytes()
     if d.world > 1:  # after loading: DDP broadcasts rank 0's state to every rank at construction
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -115,8 +117,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         started = time.perf_counter()
         train_ds.epoch = epoch
         loader = make_loader(train_ds, tc["batch_size"], shuffle_key=derive_key(tc["seed"], epoch, 0x5EED), d=d)
-        stats = train_one_epoch(net, task, loader, opt, sched, scaler, epoch, cfg, device, d,
-                                after_step=pruner.after_step if pruner else None)
+        stats = train_one_epoch(net, task, loader, opt, sched, scaler, epoch, cfg, device, d)
         steps += len(loader)
         test = evaluate(task, model, test_loader, cfg, device, d)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
@@ -143,11 +144,9 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         return json.loads((out / "report.json").read_text())
     if test is None:  # resumed after the last epoch, killed before the final files
         test = evaluate(task, model, test_loader, cfg, device, d)
-    extra = {}
-    if pruner is not None:  # DoF of a pruned model = its trainable non-zeros
-        nonzero = pruner.nonzero(model)
-        extra = {"dof": nonzero, "dof_fraction": nonzero / count_params(model).virtual, "pruned_keep": pruner.keep}
-        log(f"pruned: {nonzero:,} trainable non-zeros ({pruner.keep:,} kept of the prunable weights)")
+    extra = method.report(model, attached)
+    if "pruned_keep" in extra:
+        log(f"pruned: {extra['dof']:,} trainable non-zeros ({extra['pruned_keep']:,} kept of the prunable weights)")
     if d.world > 1:
         extra |= {"processes": d.world, "ranks_agree": parameters_agree(model, d),
                   "ddp_gradient_bytes_per_step": traffic.bytes / max(steps, 1)}
@@ -160,10 +159,9 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
 def stage_energy(model: nn.Module, energy: dict[str, float]) -> dict:
     """Per stage (the model's ``stage_names()``, else its top-level children; the rest as "other"): the energy its
     generated weights sent into the rings and its share of the total."""
-    stages = model.stage_names() if hasattr(model, "stage_names") else [n for n, _ in model.named_children()]
-    totals: dict[str, float] = {}
+    stage_of, totals = rings_per_stage(model, rest="other"), {}
     for name, value in energy.items():
-        stage = next((s for s in stages if name == s or name.startswith(s + ".")), "other")
+        stage = stage_of(name, None)
         totals[stage] = totals.get(stage, 0.0) + value
     whole = sum(totals.values()) or 1.0
     return {"energy": totals, "share": {k: v / whole for k, v in totals.items()}}
@@ -175,12 +173,9 @@ def _dotted(cfg: dict, key: str):
 
 
 def train_one_epoch(net: nn.Module, task: Task, loader, opt, sched, scaler, epoch: int, cfg: dict,
-                    device: torch.device, d: Dist = Dist(), after_step=None) -> dict:
+                    device: torch.device, d: Dist = Dist()) -> dict:
     """One pass over the training batches: the loss and the task's training fields (means over every rank's
-    samples) and images per second (all ranks).
-
-    ``after_step()`` (optional) runs after every optimizer step (the pruning baselines re-apply their masks).
-    """
+    samples) and images per second (all ranks). A method's per-step work rides on ``opt`` as a step hook."""
     tc, start = cfg["train"], time.perf_counter()
     sums, count = dict.fromkeys(("loss", *task.train_fields), 0.0), 0
     net.train()
@@ -195,8 +190,6 @@ def train_one_epoch(net: nn.Module, task: Task, loader, opt, sched, scaler, epoc
         scaler.step(opt)
         scaler.update()
         sched.step()
-        if after_step is not None:
-            after_step()
         n = task.batch_size(batch)
         for key, value in {"loss": loss.item(), **parts}.items():
             sums[key] += value * n

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .convert import ring_names
+from .bank import ring_names
 
 SCHEDULES = ("cosine", "paper", "step", "constant")
 

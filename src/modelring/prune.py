@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .convert import resolve_ring_size, select_targets
+from .plan import select_targets
+from .sizes import resolve_ring_size, split_proportional
 
 
 def prunable(model: nn.Module, *, include=None, exclude=None) -> dict[str, torch.Tensor]:
@@ -54,11 +55,7 @@ def layer_keep_counts(sizes: list[int], keep: int) -> list[int]:
     total = sum(sizes)
     if not 1 <= keep <= total:
         raise ValueError(f"prune.keep must be between 1 and the {total:,} prunable weights, got {keep:,}")
-    counts = [keep * n // total for n in sizes]
-    remainders = sorted(range(len(sizes)), key=lambda i: (-(keep * sizes[i] % total), i))
-    for i in remainders[: keep - sum(counts)]:
-        counts[i] += 1
-    return counts
+    return split_proportional(keep, sizes, minimum=0)
 
 
 def layerwise_magnitude_masks(tensors: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
@@ -107,6 +104,7 @@ class MagnitudePruner:
         total = sum(t.numel() for t in self.tensors.values())
         self.keep = resolve_ring_size(keep, total)
         self.scope, self.prune_step, self.step, self.masks = scope, prune_step, 0, None
+        self.handle = None
 
     def start_at(self, step: int) -> None:
         """Continue a resumed run at global ``step``: rebuild the masks from the zeros if pruning happened."""
@@ -118,8 +116,23 @@ class MagnitudePruner:
                 raise ValueError(f"resumed model has {kept:,} non-zero prunable weights, expected {self.keep:,}: "
                                  "the checkpoint does not belong to this pruning config")
 
+    def attach(self, optimizer: torch.optim.Optimizer, start_step: int = 0) -> "MagnitudePruner":
+        """Run ``after_step`` after every step of ``optimizer`` (a step post-hook; ``detach`` removes it), starting
+        at global step ``start_step`` (``start_at``: a resumed run rebuilds its masks). Returns self."""
+        if self.handle is not None:
+            raise RuntimeError("this pruner is already attached to an optimizer; detach() it first")
+        self.start_at(start_step)
+        self.handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.after_step())
+        return self
+
+    def detach(self) -> None:
+        """Stop pruning after optimizer steps (the weights stay as they are)."""
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
     def after_step(self) -> None:
-        """Call after every optimizer step."""
+        """Call after every optimizer step (``attach`` does)."""
         self.step += 1
         if self.masks is None and self.step >= self.prune_step:
             self.masks = SCOPES[self.scope](self.tensors, self.keep)
@@ -131,3 +144,24 @@ class MagnitudePruner:
         ranked = {id(t) for t in self.tensors.values()}
         others = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in ranked)
         return others + sum(int((t != 0).sum()) for t in self.tensors.values())
+
+
+def attach_pruner(model: nn.Module, optimizer: torch.optim.Optimizer, keep, *, at_step: int = 0,
+                  scope: str = "global", include=None, exclude=None, start_step: int = 0) -> MagnitudePruner:
+    """Magnitude-prune ``model`` while ``optimizer`` trains it: after optimizer step ``at_step`` keep the ``keep``
+    largest weights of those ``convert`` would generate, and hold the others at zero after every later step.
+
+    Args:
+        model: the dense model being trained.
+        optimizer: the optimizer stepping it; the pruner runs as its step post-hook.
+        keep: surviving weights: an int count, a float fraction of the prunable weights, or a byte budget.
+        at_step: the global optimizer step after which pruning happens (0 prunes at the first step).
+        scope: ``global`` (one ranking over the model) or ``layer`` (the same fraction of every tensor).
+        include, exclude: which weights are prunable (as for ``convert``).
+        start_step: the global step training continues from (a resumed run: masks rebuilt from the zeros).
+
+    Returns:
+        The attached ``MagnitudePruner`` (``detach()`` to stop, ``nonzero(model)`` to count what trains).
+    """
+    pruner = MagnitudePruner(model, keep, at_step, include=include, exclude=exclude, scope=scope)
+    return pruner.attach(optimizer, start_step)

@@ -188,3 +188,26 @@ def element_positions(total: int, key: int, *, permute: bool = True, bits: int =
     rho = within_chunk_positions(0, full, bits, key, permute=permute)
     parts = [(sigma[:, None] * width + rho).reshape(-1), full * width + tail_positions(tail, key, permute=permute)]
     return torch.cat(parts)
+
+
+def entries_and_signs(spec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference wiring of one ring: the entry (int64) each of its T virtual weights reads and whether it is
+    negated (bool), from this module's functions alone, never from the tables generation builds. What the tests
+    check generation against, and what ``diagnose.wiring_report`` reads.
+
+    Args:
+        spec: a ``modelring.spec.RingSpec`` (read for its size, total, layout options and keys).
+
+    Returns:
+        (entries, negative), both of length T.
+    """
+    if spec.sampling == "independent":
+        entries = independent_indices(spec.total, spec.size, spec.key(PURPOSE_INDEPENDENT))
+    elif spec.element_wise:
+        entries = element_positions(spec.total, spec.key(PURPOSE_PERMUTATION), permute=spec.permute) % spec.size
+    else:
+        sizes = [s.numel for s in spec.segments]
+        entries = tiled_positions(sizes, spec.block, spec.key(PURPOSE_PERMUTATION), permute=spec.permute) % spec.size
+    negative = (sign_bits(0, spec.total, spec.key(PURPOSE_SIGNS)) if spec.reflect
+                else torch.zeros(spec.total, dtype=torch.bool))
+    return entries, negative

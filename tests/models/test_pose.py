@@ -5,7 +5,7 @@ import torch
 
 import modelring as mr
 from modelring.config import load_config
-from modelring.convert import ring_names
+from modelring.bank import ring_names
 from modelring.models import create_model
 from modelring.loop import build_model
 from modelring.tasks import get_task
