@@ -131,7 +131,7 @@ KEYS = (
     Key("ring.strict", True, _FLAG, "refuse ring sizes that are almost always mistakes (dead entries, 5 for 5%)"),
     Key("ring.init_std", None, Rule("int", "number", "null", "str", low=0, low_open=True,
                                     note="null (each ring: its layers' fan-in RMS), a positive number, or global"),
-        "the rings' initial std: null (each its layers' fan-in RMS), a number, or global (one for all rings)"),
+        "the rings' initial std: null (each its layers' fan-in RMS), a number, or global (one global ring's)"),
     # data
     Key("data.name", "fashion_mnist", Rule("str"), "the data set, read by the task (e.g. fashion_mnist, cifar10)"),
     Key("data.root", None, Rule("str", "null"), "folder of the data set's files (null: the data set's default)"),
