@@ -9,11 +9,11 @@ import pytest
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "src" / "modelring"
 
-LEAVES = {"keys", "atomic", "sizes", "wiring", "spec"}
+LEAVES = {"keys", "atomic", "vocab", "sizes", "wiring", "spec"}
 CORE = LEAVES | {"kernels", "elementwise", "blockwise", "generate", "compat", "guard", "bank", "plan", "convert",
                  "count", "io", "diagnose", "prune", "reuse"}
 ABOVE_CORE = {"loop", "tasks", "data", "sweep", "cli", "methods", "runfiles", "distributed", "optim"}
-TORCH_FREE = {"keys", "atomic", "sizes", "config"}
+TORCH_FREE = {"keys", "atomic", "vocab", "sizes", "config", "config_keys"}
 
 
 def module_name(path: Path) -> str:

@@ -1,73 +1,63 @@
 """Run configuration: plain nested values with defaults, YAML recipes and dotted ``key=value`` overrides.
 
-Every key a recipe or an override may set exists in ``default_config()``; an unknown key is an error that
-names the closest known keys (a typo never passes silently). Override values are parsed as YAML scalars, so
-``train.epochs=3``, ``ring.size=0.05``, ``ring.size=2MB``, ``ring.exclude=[conv1.weight,fc.*]`` and
-``ring.scale=null`` all do what they say.
+Every key is declared once, in ``config_keys.KEYS`` (default, rule, one-line doc); ``default_config()``,
+``SCHEMA`` and ``describe_keys()`` are derived from it. Every key a recipe or an override may set exists in
+``default_config()``; an unknown key is an error that names the closest known keys (a typo never passes
+silently). Override values are parsed as YAML scalars, so ``train.epochs=3``, ``ring.size=0.05``,
+``ring.size=2MB``, ``ring.exclude=[conv1.weight,fc.*]`` and ``ring.scale=null`` all do what they say.
 
-``method`` picks how the model is trained (``METHODS``): ``rpg`` (the ``ring`` section), ``hashednets`` (the
-``ring`` section, one ring per layer, every weight hashed to its own bucket), ``dense``, ``prune-global`` and
-``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still read, translated once by
-``resolve_legacy``: ``ring.enabled: false`` -> ``method: dense``, ``prune.enabled: true`` -> ``method: prune-global``,
+``method`` picks how the model is trained, any method registered in ``modelring.methods``: ``rpg`` (the ``ring``
+section), ``hashednets`` (the ``ring`` section, one ring per layer, every weight hashed to its own bucket),
+``dense``, ``prune-global`` and ``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still read, translated by
+``resolve_legacy`` as ``config_keys.LEGACY`` declares, with a ``FutureWarning`` once per key per process:
+``ring.enabled: false`` -> ``method: dense``, ``prune.enabled: true`` -> ``method: prune-global``,
 ``pose.variant`` -> ``pose.reuse`` + ``method`` (so run folders and checkpoints written before stay usable).
 """
 from __future__ import annotations
 
 import copy
 import difflib
-import math
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
-METHODS = ("dense", "rpg", "hashednets", "prune-global", "prune-layerwise")
-# keys of earlier releases, read and translated by resolve_legacy (never written)
-LEGACY_KEYS = {("ring", "enabled"), ("prune", "enabled"), ("pose", "variant")}
-POSE_VARIANTS = {"independent": (False, "dense"), "reuse": (True, "dense"), "rpg": (False, "rpg"),
-                 "reuse_rpg": (True, "rpg")}
+from .config_keys import KEYS, LEGACY, LegacyKey
+from .config_keys import POSE_VARIANTS, Rule  # noqa: F401 - public names of this module before config_keys
+
+SCHEMA = {key.name: key.rule for key in KEYS}  # dotted key -> Rule, in default_config() order
+# Legacy keys warned about in this process. Module state on purpose: a sweep or ``eval`` of old runs reads the
+# same old keys from every saved config, and one warning per key says all there is to say; warnings' own
+# once-per-location registry is cleared whenever any code changes the warning filters, so it cannot promise that.
+_WARNED: set[str] = set()
 
 
 def default_config() -> dict:
-    """Every configurable key with its default value."""
-    return {
-        # task.name picks the task (modelring.tasks: classification, pose, multitask); one loop trains them all
-        "task": {"name": "classification"},
-        # how the model is trained: dense | rpg | hashednets | prune-global | prune-layerwise
-        "method": "rpg",
-        "model": {"name": "resnet20", "kwargs": {}},
-        # rpg and hashednets: ring size and wiring
-        "ring": {"size": 0.05, "seed": 0, "exclude": ["conv1.weight", "fc.*"], "include": None,
-                 "scale": None, "block": 1, "permute": True, "reflect": True, "sampling": "even",
-                 "wiring": "cached", "rings": None, "strict": True, "init_std": None},
-        "data": {"name": "fashion_mnist", "root": None, "pad_to": None, "channels": None, "augment": True,
-                 "image_size": 224,
-                 # val_size (classification): hold out this many training images (int) or this fraction (float),
-                 # chosen by a fixed keyed permutation (the same for every seed); the run then trains on the rest
-                 # and evaluates / selects on them (val_* columns), never on the test set
-                 "train_limit": None, "test_limit": None, "val_size": None},
-        "train": {"epochs": 3, "batch_size": 128, "eval_batch_size": 500, "lr": 0.1, "momentum": 0.9,
-                  "nesterov": True, "weight_decay": 1e-4, "ring_weight_decay": None, "schedule": "cosine",
-                  "warmup_epochs": 0.0, "decay_epochs": 45.0, "step_epochs": 30, "gamma": 0.1,
-                  "label_smoothing": 0.0, "amp": False, "seed": 0, "threads": None, "channels_last": True,
-                  "device": "cpu", "progress": True,
-                  # write each stage's share of the energy sent into the rings, sum (c_i dL/dW)^2, per epoch
-                  # (grad_energy.jsonl; stages from the model's stage_names())
-                  "grad_energy": False},
-        "out": {"dir": "runs/default", "tensorboard": True},
-        # prune-global / prune-layerwise: keep = count / fraction of the weights RPG would generate
-        # (ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards
-        "prune": {"keep": 0.05, "at": 0.5},
-        # task sections: keys read only by their task's loop
-        # (pose section: issue 5)
-        "pose": {"reuse": False, "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16,
-                 "sigma": 1.0, "rotation": 30.0, "scale_factor": 0.25, "flip": True, "box_margin": 1.25,
-                 "flip_test": False, "threshold": 0.5, "optimizer": "adam"},
-        # (multitask section: issue 6)
-        "multitask": {"num_classes": 13, "test_areas": ["area_5a", "area_5b"], "depth_loss": "l1",
-                      "normal_loss": "cosine", "depth_weight": 1.0, "normal_weight": 1.0, "semantic_weight": 0.5,
-                      "select": "depth_rmse"},
-    }
+    """Every configurable key with its default value, derived from ``config_keys.KEYS``.
+
+    Returns:
+        A fresh nested dict (sections are dicts; ``method`` is top-level) that the caller may change.
+    """
+    config: dict = {}
+    for key in KEYS:
+        *sections, name = key.name.split(".")
+        node = config
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = copy.deepcopy(key.default)
+    return config
+
+
+def describe_keys() -> Iterator[tuple[str, object, str, str]]:
+    """Every configurable key, for documentation and the command line, in ``default_config()`` order.
+
+    Returns:
+        An iterator of (dotted key, default, what the key accepts in words, one-line doc).
+    """
+    for key in KEYS:
+        yield key.name, copy.deepcopy(key.default), key.rule.describe(), key.doc
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
@@ -91,8 +81,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         merge(config, recipe, source=str(path), legacy=legacy)
     for item in overrides:
         key, value = parse_override(item)
-        if tuple(key.split(".")) in LEGACY_KEYS:
-            legacy[tuple(key.split("."))] = value
+        if key in LEGACY:
+            legacy[key] = value
         else:
             set_dotted(config, key, value)
     return resolve_legacy(config, legacy)
@@ -107,22 +97,61 @@ def upgrade(saved: dict) -> dict:
 
 
 def resolve_legacy(config: dict, legacy: dict) -> dict:
-    """Translate keys of earlier releases into ``method`` (and ``pose.reuse``); see the module docstring.
+    """Translate keys of earlier releases into today's keys, as ``config_keys.LEGACY`` declares, in place.
 
-    The old pose switch decided on its own whether the model was converted, so for the pose task it wins over
-    ``ring.enabled``; elsewhere ``pose.variant`` (a default every old config carried) means nothing.
+    Each legacy key read warns once per process (``FutureWarning``, not ``DeprecationWarning``: the people who
+    wrote ``ring.enabled`` into a recipe run the ``modelring`` command, where Python hides DeprecationWarning).
+
+    Args:
+        config: a whole config in today's form (defaults filled in); updated in place.
+        legacy: dotted legacy key -> value as read from a recipe, an override or a saved config.
+
+    Returns:
+        ``config``.
+
+    Raises:
+        ValueError: a legacy value that means nothing today (e.g. an unknown ``pose.variant``).
     """
-    if ("ring", "enabled") in legacy:
-        config["method"] = "rpg" if legacy[("ring", "enabled")] else "dense"
-    if legacy.get(("prune", "enabled")):
-        config["method"] = "prune-global"
-    variant = legacy.get(("pose", "variant"))
-    if variant is not None and config["task"]["name"] == "pose":
-        if variant not in POSE_VARIANTS:
-            raise ValueError(f"pose.variant (an older key; today pose.reuse + method) must be one of "
-                             f"{', '.join(POSE_VARIANTS)}, got {variant!r}")
-        config["pose"]["reuse"], config["method"] = POSE_VARIANTS[variant]
+    for old in LEGACY.values():  # declaration order: later keys win
+        if old.name not in legacy:
+            continue
+        _warn_once(old)
+        if old.task is not None and config["task"]["name"] != old.task:
+            continue  # e.g. pose.variant, a default every old config carried, means nothing outside pose
+        for key, value in _meaning(old, legacy[old.name]).items():
+            set_dotted(config, key, value)
     return config
+
+
+def _meaning(old: LegacyKey, stored) -> dict:
+    value = old.read(stored) if old.read else stored
+    try:
+        return old.means[value]
+    except (KeyError, TypeError):  # TypeError: an unhashable value, such as a list
+        allowed = ", ".join(_spell(v) for v in old.means if v is not None)
+        raise ValueError(f"{old.name} (an older key; today {old.modern}) must be one of {allowed}, "
+                         f"got {stored!r}") from None
+
+
+def _warn_once(old: LegacyKey) -> None:
+    if old.name in _WARNED:
+        return
+    meanings = "; ".join(f"{_spell(value)} -> " + (", ".join(f"{k}: {_spell(v)}" for k, v in modern.items())
+                                                   or "nothing")
+                         for value, modern in old.means.items() if value is not None)
+    scope = f" (for the {old.task} task only)" if old.task else ""
+    warnings.warn(f"config key {old.name} is from an earlier release and is read as {old.modern}{scope}: "
+                  f"{meanings}; write {old.modern} instead", FutureWarning, stacklevel=4)
+    _WARNED.add(old.name)  # after warn: where warnings are errors, every read raises
+
+
+def _spell(value) -> str:
+    """A value as YAML writes it: true, false, null, dense."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -154,8 +183,8 @@ def merge(config: dict, update: dict, *, source: str, prefix: str = "", legacy: 
     releases go to ``legacy`` when given)."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
-        if legacy is not None and tuple(dotted.split(".")) in LEGACY_KEYS:
-            legacy[tuple(dotted.split("."))] = value
+        if legacy is not None and dotted in LEGACY:
+            legacy[dotted] = value
             continue
         if key not in config:
             raise ValueError(f"{source}: unknown key {dotted!r}{_suggest(key, config)}")
@@ -219,105 +248,6 @@ def dump_config(config: dict) -> str:
     return yaml.dump(copy.deepcopy(config), Dumper=_NoAliasDumper, sort_keys=False)
 
 
-class Rule:
-    """What one config key accepts: kinds (``int``, ``number``, ``bool``, ``str``, ``list``, ``dict``, ``null``), an
-    optional closed/open range for numbers, and an optional set of allowed values."""
-
-    def __init__(self, *kinds: str, low=None, high=None, low_open: bool = False, high_open: bool = False,
-                 choices: tuple | None = None, note: str = ""):
-        self.kinds, self.low, self.high, self.low_open, self.high_open = kinds, low, high, low_open, high_open
-        self.choices, self.note = choices, note
-
-    def describe(self) -> str:
-        if self.note:
-            return self.note
-        if self.choices is not None:
-            allowed = " | ".join(str(c) for c in self.choices) + (" | null" if "null" in self.kinds else "")
-            return f"one of {allowed}"
-        names = {"int": "a whole number", "number": "a number", "bool": "true/false", "str": "a text",
-                 "list": "a list of texts", "dict": "a mapping", "null": "null"}
-        kinds = " or ".join(names[k] for k in self.kinds if not (k == "int" and "number" in self.kinds))
-        bounds = ""
-        if self.low is not None or self.high is not None:
-            left = "(" if self.low_open else "["
-            right = ")" if self.high_open else "]"
-            bounds = f" in {left}{'-inf' if self.low is None else self.low}, " \
-                     f"{'inf' if self.high is None else self.high}{right}"
-        return kinds + bounds
-
-    def accepts(self, value) -> bool:
-        if self.choices is not None and value in self.choices and not isinstance(value, bool):
-            return True
-        if value is None:
-            return "null" in self.kinds
-        if isinstance(value, bool):
-            return "bool" in self.kinds
-        if isinstance(value, (int, float)) and ({"int", "number"} & set(self.kinds)):
-            if isinstance(value, float) and ("number" not in self.kinds or not math.isfinite(value)):
-                return False
-            return self._in_range(value)
-        if isinstance(value, str):
-            return "str" in self.kinds and self.choices is None and bool(value)
-        if isinstance(value, list):
-            return "list" in self.kinds and all(isinstance(v, str) and v for v in value)
-        if isinstance(value, dict):
-            return "dict" in self.kinds
-        return False
-
-    def _in_range(self, value) -> bool:
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
-
-
-_SIZE = Rule("int", "number", "str", note="an int >= 1 (entries), a float in (0, 1] (a fraction of the generated "
-                                          "weights) or a byte budget such as '2MB'")
-_COUNT = Rule("int", low=1)
-_OPT_COUNT = Rule("int", "null", low=1)
-_FLAG = Rule("bool")
-_NONNEG = Rule("int", "number", low=0)
-_POSITIVE = Rule("int", "number", low=0, low_open=True)
-_FRACTION = Rule("int", "number", low=0, high=1)
-SCHEMA = {
-    "task.name": Rule("str"), "method": Rule("str", note="a registered method (modelring.methods.list_methods())"), "model.name": Rule("str"), "model.kwargs": Rule("dict"),
-    "ring.size": _SIZE, "ring.seed": Rule("int", low=0), "ring.exclude": Rule("list", "null"),
-    "ring.include": Rule("list", "null"), "ring.scale": Rule("null", choices=("fan_in", "fan_out")),
-    "ring.block": _COUNT, "ring.permute": _FLAG, "ring.reflect": _FLAG,
-    "ring.sampling": Rule(choices=("even", "independent")), "ring.wiring": Rule(choices=("cached", "recompute")),
-    "ring.rings": Rule("null", "dict", "str", note="null, per_stage, per_layer or a mapping glob -> size"),
-    "ring.strict": _FLAG,
-    "ring.init_std": Rule("int", "number", "null", "str", low=0, low_open=True,
-                          note="null (each ring: its layers' fan-in RMS), a positive number, or global"),
-    "data.name": Rule("str"), "data.root": Rule("str", "null"), "data.pad_to": _OPT_COUNT,
-    "data.channels": _OPT_COUNT, "data.augment": _FLAG, "data.image_size": Rule("int", low=8),
-    "data.train_limit": Rule("int", "null", low=1, note="a positive number of samples or null (all)"),
-    "data.test_limit": Rule("int", "null", low=1, note="a positive number of samples or null (all)"),
-    "data.val_size": Rule("int", "number", "null", low=0, low_open=True,
-                          note="null, a number of training images >= 1, or a fraction in (0, 1)"),
-    "train.epochs": Rule("int", low=1, note="a whole number of epochs >= 1"), "train.batch_size": _COUNT,
-    "train.eval_batch_size": _COUNT, "train.lr": _POSITIVE, "train.momentum": Rule("int", "number", low=0, high=1,
-                                                                                   high_open=True),
-    "train.nesterov": _FLAG, "train.weight_decay": _NONNEG, "train.ring_weight_decay": Rule("int", "number", "null",
-                                                                                            low=0),
-    "train.schedule": Rule(choices=("cosine", "paper", "step", "constant")), "train.warmup_epochs": _NONNEG,
-    "train.decay_epochs": _POSITIVE, "train.step_epochs": _POSITIVE, "train.gamma": Rule("int", "number", low=0,
-                                                                                           high=1, low_open=True),
-    "train.label_smoothing": Rule("int", "number", low=0, high=1, high_open=True), "train.amp": _FLAG,
-    "train.seed": Rule("int", low=0), "train.threads": _OPT_COUNT, "train.channels_last": _FLAG,
-    "train.device": Rule("str", note="cpu, cuda, cuda:<index> or mps"), "train.progress": _FLAG,
-    "train.grad_energy": _FLAG,
-    "out.dir": Rule("str", note="a folder for the run's files"), "out.tensorboard": _FLAG,
-    "prune.keep": _SIZE, "prune.at": _FRACTION,
-    "pose.reuse": _FLAG, "pose.stages": _COUNT, "pose.new_norm": _FLAG, "pose.input_size": Rule("int", low=8),
-    "pose.heatmap_size": _COUNT, "pose.sigma": _POSITIVE, "pose.rotation": _NONNEG,
-    "pose.scale_factor": Rule("int", "number", low=0, high=1, high_open=True), "pose.flip": _FLAG,
-    "pose.box_margin": _POSITIVE, "pose.flip_test": _FLAG, "pose.threshold": _POSITIVE,
-    "pose.optimizer": Rule(choices=("sgd", "adam")),
-    "multitask.num_classes": _COUNT, "multitask.test_areas": Rule("list"),
-    "multitask.depth_loss": Rule(choices=("l1", "l2")), "multitask.normal_loss": Rule(choices=("cosine", "l2")),
-    "multitask.depth_weight": _NONNEG, "multitask.normal_weight": _NONNEG, "multitask.semantic_weight": _NONNEG,
-    "multitask.select": Rule(choices=("depth_rmse", "normal_angle", "normal_rmse", "miou")),
-}
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -397,3 +327,14 @@ def check_values(cfg: dict) -> None:
     if problems:
         raise ValueError(f"invalid config ({len(problems)} problem{'s' * (len(problems) > 1)}):\n  "
                          + "\n  ".join(problems))
+
+
+def __getattr__(name: str):
+    """``config.METHODS`` of earlier releases: the registered method names now (``modelring.methods``)."""
+    if name == "METHODS":
+        warnings.warn("modelring.config.METHODS is deprecated; use modelring.methods.list_methods()",
+                      DeprecationWarning, stacklevel=2)
+        from .config_keys import registered_methods
+
+        return registered_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from .bank import ring_names
-
-SCHEDULES = ("cosine", "paper", "step", "constant")
+from .vocab import OPTIMIZERS, SCHEDULES
 
 
 def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
@@ -34,7 +33,7 @@ def build_optimizer(model: nn.Module, cfg: dict, steps_per_epoch: int, name: str
     elif name == "adam":
         opt = torch.optim.Adam(param_groups(model, cfg), lr=tc["lr"])
     else:
-        raise ValueError(f"{setting} must be sgd or adam, got {name!r}")
+        raise ValueError(f"{setting} must be {' or '.join(OPTIMIZERS)}, got {name!r}")
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))
 
 

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from .sizes import RingSize, check_not_a_percentage, resolve_ring_size, split_proportional
-from .spec import SAMPLINGS, WIRING_MODES, RingSpec, Segment
+from .spec import RingSpec, Segment
+from .vocab import SAMPLINGS, SCALE_RULES, WIRING_MODES
 
 DEFAULT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                  nn.Linear)
-SCALE_RULES = ("fan_in", "fan_out")
 GROUPINGS = ("per_stage", "per_layer")  # the config's words for ring groupings (``ring.rings``)
 
 

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import wiring as wr
-
-SAMPLINGS = ("even", "independent")
-WIRING_MODES = ("cached", "recompute")
+from .vocab import SAMPLINGS, WIRING_MODES
 
 BANK = "modelring"  # the converted root's child module holding the rings
 EXTRA = "_extra_state"  # torch's state_dict key of a module's get_extra_state()

@@ -56,6 +56,7 @@ def test_reuse_without_new_norm_shares_norms_too():
     assert model.refine.norms_of(0) == model.refine.norms_of(1)
 
 
+@pytest.mark.filterwarnings("ignore:config key .* is from an earlier release:FutureWarning")  # read on purpose
 @pytest.mark.parametrize("variant, reuse, method", [("independent", False, "dense"), ("reuse", True, "dense"),
                                                     ("rpg", False, "rpg"), ("reuse_rpg", True, "rpg")])
 def test_four_variants_and_the_older_variant_key(variant, reuse, method):
