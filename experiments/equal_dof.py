@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from results_table import group_by_setting, machine, mean_std, pyplot, write_markdown, write_rows
+from results_table import (NOTES, add_fmnist_arguments, command_line, fmnist_overrides, group_by_setting,
+                           mean_std, page_header, pyplot, save_figure, write_markdown, write_rows)
 
 import modelring as mr
 from modelring.config import load_config
@@ -65,21 +66,13 @@ def settings_for(budget: float) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    add_fmnist_arguments(parser, "equal_dof", train=20000)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.01, 0.03, 0.08])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--train", type=int, default=20000)
-    parser.add_argument("--test", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--runs", default="runs/equal_dof")
-    parser.add_argument("--results", default="docs/results/equal_dof")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     started = time.time()
     settings = [s for b in args.budgets for s in settings_for(b)] + [{"label": "dense", "method": "dense"}]
-    overrides = [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.test_limit={args.test}",
-                 f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false"]
-    rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=overrides, out=args.runs)
+    rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=fmnist_overrides(args), out=args.runs)
     out = Path(args.results)
     write_rows(rows, out, "equal_dof")
     groups = group_by_setting(rows)
@@ -94,14 +87,9 @@ def main(argv=None) -> int:
         table.append(f"| {method} | " + " | ".join(cells) + " |")
     dm, ds = mean_std([r["test_top1"] for r in groups["dense"]])
     widths = {r["label"]: r.get("model.kwargs.width") for r in rows if "model.kwargs.width" in r}
-    command = "python experiments/equal_dof.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Equal-DoF baselines: RPG vs HashedNets, pruning, thinner and shallower dense ResNets",
-        "",
-        f"Command: `{command.strip()}`  ",
-        f"Machine: {machine()}. Wall time: {sum(r.get('wall_s', 0) for r in rows) / 60:.1f} min of training "
-        f"({len(rows)} runs), this invocation {(time.time() - started) / 60:.1f} min.",
-        "",
+        *page_header("Equal-DoF baselines: RPG vs HashedNets, pruning, thinner and shallower dense ResNets",
+                     command_line("equal_dof", argv), rows, started),
         f"Fashion-MNIST, first {args.train:,} training / {args.test:,} test images, {args.epochs} epoch(s), "
         f"recipe `{RECIPE}` (SGD Nesterov, cosine, batch 128), seeds {args.seeds} (mean ± std). Budget = ring "
         "size as a fraction of ResNet-20's generated conv weights; the DoF column is what each model trains "
@@ -112,7 +100,7 @@ def main(argv=None) -> int:
         f"Dense ResNet-20 (DoF {groups['dense'][0]['dof']:,}): {dm:.4f} ± {ds:.4f}. "
         f"Widths chosen for thin/shallow: {widths}.",
     ]
-    lines += ["", "A hand-written reading of these numbers, kept across reruns: [notes.md](notes.md)."]
+    lines += NOTES
     write_markdown(out / "README.md", lines)
     plot(groups, args.budgets, dm, out / "equal_dof.png")
     print("\n".join(lines))
@@ -135,9 +123,7 @@ def plot(groups: dict, budgets: list[float], dense: float, path: Path) -> None:
     ax.set_ylabel("test top-1")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

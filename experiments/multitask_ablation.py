@@ -14,8 +14,6 @@ Usage: python experiments/multitask_ablation.py [--epochs 5] [--train 1000] [--r
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import platform
@@ -25,6 +23,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from results_table import write_csv
 
 from modelring.config import load_config
 from modelring.io import write_atomic
@@ -149,11 +149,7 @@ def main(argv=None) -> int:
 
 def write_results(rows: list[dict], args, wall: float, command: str, data_summary: str) -> None:
     """ablation.csv and ablation.md, written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(args.results / "ablation.csv", lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    write_csv([{k: r[k] for k in COLUMNS} for r in rows], args.results / "ablation.csv")
     page = markdown(rows, args, wall, command, data_summary) + kept_notes(args.results / "ablation.md")
     write_atomic(args.results / "ablation.md", lambda tmp: Path(tmp).write_text(page))
 

@@ -22,6 +22,7 @@ import sys
 
 import torch
 
+from results_table import command_line
 from stats import mde
 from validation import add_arguments, run_plan, schedule_text
 
@@ -92,11 +93,10 @@ def main(argv=None) -> int:
     add_arguments(parser, "runs/pilot", "docs/results/pilot")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    command = "python experiments/pilot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run_plan(plan(), args, stem="pilot", title="Pilot: seed noise and learning rate (issue 13, experiment 1)",
              description=f"Fashion-MNIST, ResNet-20 (stem conv and classifier free), element-wise wiring (v2), "
-                         f"{schedule_text(args)}; the test set is not used.", reference=None, command=command.strip(),
-             extra=extra_lines)
+                         f"{schedule_text(args)}; the test set is not used.", reference=None,
+             command=command_line("pilot", argv), extra=extra_lines)
     return 0
 
 

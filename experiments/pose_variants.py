@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
+from results_table import command_line, mean_std, pyplot, save_figure, write_csv
+
 import modelring as mr
 from modelring.config import load_config
 from modelring.io import write_atomic
-from modelring.sweep import mean_std, write_csv
 from modelring.tasks.pose.synth import write_dataset
 from modelring.config import POSE_VARIANTS
 from modelring.loop import build_model, fit
@@ -107,11 +108,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def plot(path: Path, summary: list[dict]) -> bool:
     """PCKh@0.5 vs DoF (log x) with seed std bars; False when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in summary:
@@ -121,9 +119,7 @@ def plot(path: Path, summary: list[dict]) -> bool:
     ax.set_ylabel("PCKh@0.5 (%)")
     ax.set_title("Pose variants on generated MPII-layout data")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -194,10 +190,10 @@ def main(argv=None) -> int:
     write_csv(rows, args.results / "runs.csv")
     write_csv(summary, args.results / "summary.csv")
     plot(args.results / "pckh_vs_dof.png", summary)
-    command = "python experiments/pose_variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("pose_variants", argv)
     data_s = float((args.out / "data_s.txt").read_text()) if (args.out / "data_s.txt").is_file() else 0.0
     wall = data_s + sum(r["train_s"] for r in rows)
-    text = markdown(args, summary, wall, command.strip()) + curves(args, settings)
+    text = markdown(args, summary, wall, command) + curves(args, settings)
     print(f"this invocation: {(time.perf_counter() - started) / 60:.1f} min")
     write_atomic(args.results / "README.md", lambda tmp: Path(tmp).write_text(text))
     print(text)

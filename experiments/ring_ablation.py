@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from results_table import group_by_setting, machine, mean_std, pyplot, write_markdown, write_rows
+from results_table import (NOTES, add_fmnist_arguments, command_line, fmnist_overrides, group_by_setting,
+                           mean_std, page_header, pyplot, save_figure, write_markdown, write_rows)
 
 from modelring.sweep import run_settings
 
@@ -42,23 +43,15 @@ def label(name: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    add_fmnist_arguments(parser, "ring_ablation", train=10000)
     parser.add_argument("--ring-size", type=float, default=0.03)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--train", type=int, default=10000)
-    parser.add_argument("--test", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--runs", default="runs/ring_ablation")
-    parser.add_argument("--results", default="docs/results/ring_ablation")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     started = time.time()
     # "global" and "permute+reflect" are the same model: trained once, listed in both tables
     cells = {**RINGS, **{k: v for k, v in ABLATION.items() if v}}
     settings = [{"label": label(name), **values} for name, values in cells.items()]
-    overrides = [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.test_limit={args.test}",
-                 f"train.epochs={args.epochs}", f"ring.size={args.ring_size}", "train.progress=false",
-                 "out.tensorboard=false"]
+    overrides = [*fmnist_overrides(args), f"ring.size={args.ring_size}"]
     rows = run_settings(RECIPE, settings, seeds=args.seeds, overrides=overrides, out=args.runs)
     out = Path(args.results)
     write_rows(rows, out, "ring_ablation")
@@ -68,14 +61,9 @@ def main(argv=None) -> int:
         m, s = mean_std([r["test_top1"] for r in groups[key]])
         return f"| {name} | {groups[key][0]['dof']:,} | {m:.4f} ± {s:.4f} | {len(groups[key])} |"
     header = ["| setting | DoF | test top-1 (mean ± std) | seeds |", "|---|---|---|---|"]
-    command = "python experiments/ring_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Global vs local rings, and the permutation × reflection × sampling ablation",
-        "",
-        f"Command: `{command.strip()}`  ",
-        f"Machine: {machine()}. Wall time: {sum(r.get('wall_s', 0) for r in rows) / 60:.1f} min of training "
-        f"({len(rows)} runs), this invocation {(time.time() - started) / 60:.1f} min.",
-        "",
+        *page_header("Global vs local rings, and the permutation × reflection × sampling ablation",
+                     command_line("ring_ablation", argv), rows, started),
         f"RPG ResNet-20, ring = {args.ring_size:g} of the generated conv weights, Fashion-MNIST first "
         f"{args.train:,} training / {args.test:,} test images, {args.epochs} epoch(s), recipe `{RECIPE}`, "
         f"seeds {args.seeds} (the seed sets both the initialisation and the wiring).",
@@ -85,7 +73,7 @@ def main(argv=None) -> int:
         "", "## Permutation × reflection, and sampling (global ring)", "", *header,
         *[line(name, label(name) if ABLATION[name] else "global") for name in ABLATION],
     ]
-    lines += ["", "A hand-written reading of these numbers, kept across reruns: [notes.md](notes.md)."]
+    lines += NOTES
     write_markdown(out / "README.md", lines)
     plot(groups, cells, out / "ring_ablation.png")
     print("\n".join(lines))
@@ -106,9 +94,7 @@ def plot(groups: dict, cells: dict, path: Path) -> None:
     ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in stats) + 0.02))
     ax.set_ylabel("test top-1")
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from claims import against_reference, verdict
-from results_table import machine, write_markdown, write_rows
+from results_table import command_line, machine, write_markdown, write_rows
 from stats import mean_ci
 
 from modelring.sweep import run_settings
@@ -80,7 +80,6 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str,
     same seeds and the lr the pilot chose (``--lr``, ``--seeds``; an arm's own ``train.lr`` wins): every seed runs
     all arms before the next seed starts, so every arm grows together. ``options(parser)`` adds arguments."""
     import argparse
-    import sys
 
     import torch
 
@@ -94,9 +93,8 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str,
     torch.set_num_threads(args.threads)
     arms = arms(args) if callable(arms) else arms
     plan = arm_plan(arms, args.lr, args.seeds, common or {})
-    command = f"python experiments/{stem}.py " + " ".join(argv if argv is not None else sys.argv[1:])
     schedule = schedule_text(args, epochs_per_arm=any("train.epochs" in keys for keys in arms.values()))
-    run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command.strip(),
+    run_plan(plan, args, stem=stem, title=title, reference=slug(reference), command=command_line(stem, argv),
              extra=extra(args) if extra else None, test=True,
              description=f"{what}, lr {args.lr}, {schedule}; each final model is then scored once on "
                          "the full test set (the final numbers; nothing is chosen on them).")

@@ -121,3 +121,22 @@ def test_dof_law_runner_fits_the_line_over_rpg_runs_and_sets_dense_apart(fmnist_
     assert f"| test | 10 | {fit['slope']:+.4f} [" in text and f"({fit['lack_of_fit_df'][0]}, 5)" in text
     assert fit["lack_of_fit_df"] == (3, 5) and "| dense (not in the fit) | 269,434 |" in text
     assert "against `dense`" in text and "Holm over 5 comparisons" in text
+
+
+def test_sweep_fit_reproduces_the_committed_fit_of_a_library_sweep_with_the_one_line_fit(tmp_path, capsys):
+    import shutil
+
+    import sweep_fit
+
+    results = Path(__file__).resolve().parents[1] / "docs" / "results" / "accuracy_vs_dof_resnet32"
+    for name in ("sweep.csv", "sweep.json"):  # written by the library sweep before the fit moved out
+        shutil.copyfile(results / name, tmp_path / name)
+    assert sweep_fit.main([str(tmp_path)]) == 0
+    # the numbers the old library fit printed into that summary.md, from experiments/stats.line_fit now
+    committed = (results / "summary.md").read_text()
+    assert "top-1 = 0.0437 · log10(DoF) +0.4272, R² = 0.107 (18 runs)" in committed
+    text = (tmp_path / "fit.md").read_text()
+    assert text.startswith("Log-linear fit over the RPG runs: test_top1 = 0.0437 · log10(DoF) +0.4272, R² = 0.107 "
+                           "(18 runs); slope 95% CI ± ") and text in capsys.readouterr().out
+    if sweep_fit.pyplot() is not None:
+        assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

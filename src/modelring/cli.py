@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """Train a recipe over a grid of overrides and seeds; write sweep.csv, summary.md and the log-linear fit."""
+    """Train a recipe (any task) over a grid of overrides and seeds; write sweep.csv, sweep.json and summary.md."""
     from .sweep import parse_grid, run_sweep
 
     run_sweep(args.config, parse_grid(args.grid or []), seeds=args.seeds, overrides=args.overrides, out=args.out,
@@ -167,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in out.dir and start again (without it, such a folder is refused)")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("sweep", help="train a recipe over a grid of overrides and seeds, with a DoF fit",
-                       description="Train CONFIG for every combination of --grid values and every seed (runs that "
-                                   "already have a report.json are reused), then write OUT/sweep.csv, sweep.json "
-                                   "and summary.md with mean ± std per setting and the fit of test top-1 against "
-                                   "log10(DoF).")
+    p = sub.add_parser("sweep", help="train a recipe over a grid of overrides and seeds; one table of the task's "
+                                     "score",
+                       description="Train CONFIG (any task) for every combination of --grid values and every seed "
+                                   "(runs that already have a report.json are reused, killed ones resume), then "
+                                   "write OUT/sweep.csv, sweep.json and summary.md with mean ± std per setting of "
+                                   "the task's selection metric on its evaluation split (e.g. top-1, PCKh, depth "
+                                   "RMSE). A fit and figure against DoF: python experiments/sweep_fit.py OUT.")
     p.add_argument("config", help="YAML recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
     p.add_argument("--grid", action="append", help="section.key=v1,v2,... (repeatable: the product is swept)")
