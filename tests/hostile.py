@@ -123,7 +123,8 @@ def config_cases() -> list[Case]:
         ("`ring.size=2MB` on ResNet-20 (270k weights)", ["ring.size=2MB", "model.name=resnet20", "model.kwargs={}"],
          "would never be read"),
         ("`ring.exclude=[fcc.*]` (a typo in a glob)", ["ring.exclude=[fcc.*]"], "match no parameter"),
-        ("`ring.rings=per_block`", ["ring.rings=per_block"], "ring.rings must be null, per_stage"),
+        ("`ring.rings=per_block`", ["ring.rings=per_block"],
+         "ring.rings='per_block': expected null, per_stage, per_layer or a mapping"),
         ("`data.val_size=0.0`", ["data.val_size=0.0"], r"data.val_size=0.0: expected"),
         ("`data.val_size=100000` (more than the training set)", ["data.val_size=100000"], "data.val_size must be"),
     ]

@@ -3,11 +3,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 
 import generation  # noqa: E402
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_json(tmp_path):
     out = tmp_path / "gen.json"
     generation.main(["--quick", "--steps", "1", "--out", str(out)])

@@ -38,6 +38,7 @@ def test_demo_runs_as_console_script():
     assert "DoF" in out and "identical outputs" in out and "checkpoint" in out
 
 
+@pytest.mark.slow
 def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", RECIPE, f"data.root={fmnist_root}", f"out.dir={run}",

@@ -360,18 +360,6 @@ def test_functional_call_with_a_substituted_ring():
     torch.testing.assert_close(model(x), out)
 
 
-def test_an_optimizer_made_before_convert_is_a_clear_error_on_its_first_step():
-    model = mr.create_model("resnet8", width=4)
-    early = torch.optim.SGD(model.parameters(), lr=0.1)
-    mr.convert(model, 0.05)
-    model(torch.randn(2, 3, 32, 32)).sum().backward()
-    with pytest.raises(RuntimeError, match="created before modelring.convert"):
-        early.step()
-    late = torch.optim.SGD(model.parameters(), lr=0.1)
-    late.step()  # the right order: no complaint, the ring moves
-    assert model.modelring.ring0.weight.grad is not None
-
-
 @pytest.mark.parametrize("option", ["include", "exclude"])
 def test_a_single_string_or_type_where_a_list_is_expected_is_refused(option):
     with pytest.raises(TypeError, match=rf"write {option}=\['fc\.\*'\]"):

@@ -15,6 +15,7 @@ from modelring.distributed import Dist, cleanup
 RECIPE = str(Path(__file__).parent.parent / "configs" / "fmnist_resnet20_rpg.yaml")
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(fmnist_root, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -62,6 +63,7 @@ def _worker(rank, port, out):
     cleanup(Dist(rank=rank, world=2))
 
 
+@pytest.mark.slow
 def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
     spawn_ranks(_worker, tmp_path)
     ring0 = torch.load(tmp_path / "ring0.pt", weights_only=True)
@@ -85,6 +87,7 @@ def _fsdp_worker(rank, port, out):
     cleanup(Dist(rank=rank, world=2))
 
 
+@pytest.mark.slow
 def test_fsdp2_fully_shard_on_the_root_equals_single_process(tmp_path):
     """FSDP2 gathers the ring before the generation hooks run and reduce-scatters its gradient: two gloo
     processes on half batches train the same ring as one process on the whole batches."""
@@ -95,6 +98,7 @@ def test_fsdp2_fully_shard_on_the_root_equals_single_process(tmp_path):
     torch.testing.assert_close(results[0]["ring"], _train(_mlp(), _global_batches()), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ddp_run_killed_and_resumed_equals_uninterrupted(tmp_path):
     script = Path(__file__).parent.parent / "scripts" / "crash_resume.py"
     result = run_bounded([sys.executable, str(script), "--kills", "1", "--epochs", "2", "--nproc", "2",
@@ -119,6 +123,7 @@ def _mismatch_worker(rank, port, out):
     cleanup(Dist(rank=rank, world=2))
 
 
+@pytest.mark.slow
 def test_different_wiring_across_ranks_is_a_clear_error(tmp_path):
     spawn_ranks(_mismatch_worker, tmp_path)
     for rank in range(2):
@@ -150,6 +155,7 @@ def _failing_worker(rank, port, out):
         raise
 
 
+@pytest.mark.slow
 def test_a_rank_that_fails_leaves_with_its_own_error(fmnist_root, tmp_path):
     """The failing rank must not wait at the end-of-training barrier for peers that are still training: that
     hangs (or times out) and replaces the real error with a collective's."""

@@ -1,11 +1,13 @@
 """The issue-13 experiment runners on tiny data: resumable runs, tables with intervals and comparisons,
 per-epoch metrics (and gradient-energy logs) copied beside the table."""
+import pytest
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 
+@pytest.mark.slow
 def test_rings_decomposed_runner_writes_comparisons_and_energy_shares(fmnist_root, tmp_path, monkeypatch):
     import rings_decomposed
 
@@ -99,6 +101,7 @@ def test_rings_decomposed_adds_a_per_layer_arm_at_its_own_lr_only_when_asked():
     assert all(s["ring.size"] == 0.03 for s, _ in plan)
 
 
+@pytest.mark.slow
 def test_dof_law_runner_fits_the_line_over_rpg_runs_and_sets_dense_apart(fmnist_root, tmp_path, monkeypatch):
     import csv
     import math

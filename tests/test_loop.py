@@ -19,6 +19,7 @@ def _config(root, out, **overrides):
     return load_config(None, items + [f"{k}={v}" for k, v in overrides.items()])
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_everything(fmnist_root, tmp_path):
     report = T.fit(_config(fmnist_root, tmp_path / "run", **{"train.epochs": 5}), log=lambda *a: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -31,6 +32,7 @@ def test_training_learns_and_writes_everything(fmnist_root, tmp_path):
     assert mr.is_converted(mr.load(tmp_path / "run" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_run(fmnist_root, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     T.fit(_config(fmnist_root, straight), log=lambda *a: None)
@@ -110,6 +112,7 @@ def test_imagefolder_pipeline_end_to_end(tmp_path):
     assert 0.0 <= report["test_top1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_is_bitwise_equal(tmp_path):
     import sys
     from pathlib import Path

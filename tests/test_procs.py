@@ -51,6 +51,7 @@ def _sleeper(rank, port, folder):
     time.sleep(600)
 
 
+@pytest.mark.slow
 def test_spawn_ranks_fails_a_hung_rank_and_kills_it():
     started = time.monotonic()
     with pytest.raises(pytest.fail.Exception, match="_sleeper: 2 ranks still running after 5 s; killed"):

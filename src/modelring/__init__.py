@@ -1,7 +1,7 @@
 """modelring: Recurrent Parameter Generators (arXiv 2107.07110) for any PyTorch model."""
 from .bank import is_converted
 from .convert import convert, materialize
-from .plan import DEFAULT_TYPES, rings_by_prefix, rings_per_stage
+from .plan import DEFAULT_TYPES, plan_rings, rings_by_prefix, rings_per_stage
 from .count import count_params
 from .diagnose import wiring_report
 from .loop import fit
@@ -11,5 +11,5 @@ from .wiring import WIRING_VERSION
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_TYPES", "WIRING_VERSION", "convert", "count_params", "create_model", "fit", "is_converted",
-           "list_models", "load", "materialize", "register_model", "rings_by_prefix", "rings_per_stage", "save",
-           "wiring_report"]
+           "list_models", "load", "materialize", "plan_rings", "register_model", "rings_by_prefix", "rings_per_stage",
+           "save", "wiring_report"]

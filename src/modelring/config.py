@@ -25,6 +25,8 @@ from pathlib import Path
 import yaml
 
 from .config_keys import KEYS, LEGACY, LegacyKey
+from .sizes import size_problem  # noqa: F401 - also a public name of this module, as before
+from .vocab import GROUPINGS
 from .config_keys import POSE_VARIANTS, Rule  # noqa: F401 - public names of this module before config_keys
 
 SCHEMA = {key.name: key.rule for key in KEYS}  # dotted key -> Rule, in default_config() order
@@ -277,6 +279,9 @@ def _relational_problems(cfg: dict) -> list[str]:
             problems.append(f"train.device={device!r}: expected cpu, cuda, cuda:<index> or mps")
         elif kind == "cuda" and not _cuda_available():
             problems.append(f"train.device={device!r}: this torch build sees no CUDA device; use train.device=cpu")
+    rings = cfg["ring"].get("rings")
+    if isinstance(rings, str) and rings not in GROUPINGS:
+        problems.append(f"ring.rings={rings!r}: expected null, {', '.join(GROUPINGS)} or a mapping glob -> size")
     init_std = cfg["ring"].get("init_std")
     if isinstance(init_std, str) and init_std != "global":
         problems.append(f"ring.init_std={init_std!r}: expected null, a positive number, or global")
@@ -291,22 +296,6 @@ def _relational_problems(cfg: dict) -> list[str]:
         problems.append(f"pose.heatmap_size={pose['heatmap_size']}: must not exceed pose.input_size="
                         f"{pose['input_size']}")
     return problems
-
-
-def size_problem(size) -> str | None:
-    """Why ``size`` is not a ring size / pruning budget (None when it is): an int >= 1, a float in (0, 1] or a byte
-    string such as '2MB'."""
-    from .sizes import BYTE_SIZE
-
-    if isinstance(size, bool) or not isinstance(size, (int, float, str)):
-        return None  # the type is reported by the schema
-    if isinstance(size, int) and size < 1:
-        return "an int size counts entries and must be >= 1"
-    if isinstance(size, float) and not 0.0 < size <= 1.0:
-        return "a float size is a fraction of the generated weights, in (0, 1]; pass an int for a count"
-    if isinstance(size, str) and not BYTE_SIZE.match(size):
-        return "a text size is a byte budget such as '2MB', '1.5MiB' or '800kB'"
-    return None
 
 
 def _cuda_available() -> bool:

@@ -57,8 +57,9 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
             callable (name, shape) -> std; then c_i = std_i / ring_std (see ``ring_scales``). None is the
             default because it measured as good as the others when stem and classifier stay free, and it is
             the only rule that still trains when they are generated too (docs/results/scale_default*.md).
-        rings: local rings: a mapping of parameter-name globs to sizes (first match wins), or a callable
-            (name, module) -> group name with one ring per group (see ``rings_by_prefix``).
+        rings: local rings: a mapping of parameter-name globs to sizes (first match wins), a callable
+            (name, module) -> group name with one ring per group (see ``rings_by_prefix``), or the words
+            "per_stage" (``rings_per_stage``) / "per_layer" (one ring per generated parameter).
         include: what to generate: module types (their ``weight``) and/or parameter-name globs
             (default: the weight of conv, conv-transpose and linear layers).
         exclude: module types or parameter-name globs to leave free, e.g. ``["conv1.weight", "fc.*"]``.

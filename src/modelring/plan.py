@@ -17,11 +17,10 @@ from torch import nn
 
 from .sizes import RingSize, check_not_a_percentage, resolve_ring_size, split_proportional
 from .spec import RingSpec, Segment
-from .vocab import SAMPLINGS, SCALE_RULES, WIRING_MODES
+from .vocab import GROUPINGS, SAMPLINGS, SCALE_RULES, WIRING_MODES
 
 DEFAULT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                  nn.Linear)
-GROUPINGS = ("per_stage", "per_layer")  # the config's words for ring groupings (``ring.rings``)
 
 
 def plan_rings(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 0, permute: bool = True,
@@ -223,8 +222,8 @@ def grouping(rings, model: nn.Module):
     if rings == "per_layer":
         return per_layer
     if isinstance(rings, str):
-        raise ValueError(f"rings must be None, {' or '.join(GROUPINGS)}, a mapping glob -> size or a callable "
-                         f"(name, module) -> group, got {rings!r}")
+        raise ValueError(f"rings (config: ring.rings) must be None (null), {' or '.join(GROUPINGS)}, a mapping "
+                         f"glob -> size or a callable (name, module) -> group, got {rings!r}")
     return rings
 
 

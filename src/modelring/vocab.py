@@ -11,6 +11,8 @@ from __future__ import annotations
 SAMPLINGS = ("even", "independent")
 # owner: spec.py (RingSpec.wiring; generate.RingGenerator): keep the wiring between generations, or rebuild it
 WIRING_MODES = ("cached", "recompute")
+# owner: plan.py (grouping): the words for ring groupings besides null (one ring) and a mapping glob -> size
+GROUPINGS = ("per_stage", "per_layer")
 # owner: plan.py (ring_scales): the per-layer initial std rules that have a name
 SCALE_RULES = ("fan_in", "fan_out")
 # owner: optim.py (lr_factor): learning-rate schedules
