@@ -13,7 +13,7 @@ LEAVES = {"keys", "atomic", "vocab", "sizes", "wiring", "spec"}
 CORE = LEAVES | {"kernels", "elementwise", "blockwise", "generate", "compat", "guard", "bank", "plan", "convert",
                  "count", "io", "diagnose", "prune", "reuse"}
 ABOVE_CORE = {"loop", "tasks", "data", "sweep", "cli", "methods", "runfiles", "distributed", "optim"}
-TORCH_FREE = {"keys", "atomic", "vocab", "sizes", "config", "config_keys"}  # importable before torch
+TORCH_FREE = {"keys", "atomic", "vocab", "sizes", "compat", "config", "config_keys"}  # importable before torch
 
 
 def module_name(path: Path) -> str:

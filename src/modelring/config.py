@@ -9,7 +9,7 @@ silently). Override values are parsed as YAML scalars, so ``train.epochs=3``, ``
 ``method`` picks how the model is trained, any method registered in ``modelring.methods``: ``rpg`` (the ``ring``
 section), ``hashednets`` (the ``ring`` section, one ring per layer, every weight hashed to its own bucket),
 ``dense``, ``prune-global`` and ``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still read, translated by
-``resolve_legacy`` as ``config_keys.LEGACY`` declares, with a ``FutureWarning`` once per key per process:
+``resolve_legacy`` as ``compat.LEGACY`` declares, with a ``FutureWarning`` once per key per process:
 ``ring.enabled: false`` -> ``method: dense``, ``prune.enabled: true`` -> ``method: prune-global``,
 ``pose.variant`` -> ``pose.reuse`` + ``method`` (so run folders and checkpoints written before stay usable).
 """
@@ -99,7 +99,7 @@ def upgrade(saved: dict) -> dict:
 
 
 def resolve_legacy(config: dict, legacy: dict) -> dict:
-    """Translate keys of earlier releases into today's keys, as ``config_keys.LEGACY`` declares, in place.
+    """Translate keys of earlier releases into today's keys, as ``compat.LEGACY`` declares, in place.
 
     Each legacy key read warns once per process (``FutureWarning``, not ``DeprecationWarning``: the people who
     wrote ``ring.enabled`` into a recipe run the ``modelring`` command, where Python hides DeprecationWarning).

@@ -10,7 +10,6 @@ today's keys. ``config.resolve_legacy`` applies them. Like ``vocab``, this modul
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 from .vocab import OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, WIRING_MODES
@@ -219,31 +218,5 @@ KEYS = (
 )
 
 
-class LegacyKey(NamedTuple):
-    """A key of an earlier release (read, never written) and what each of its values means in today's keys.
-
-    ``means`` maps a legacy value to the modern ``{dotted key: value}`` it stands for; ``read`` turns the stored
-    value into one of those values first (``bool``: the old release read the switch by truthiness); ``task``, when
-    set, is the only task the key means anything for (elsewhere it is read and ignored).
-    """
-    name: str
-    means: dict
-    modern: str
-    read: Callable[[object], object] | None = None
-    task: str | None = None
-
-
-# pose.variant of earlier releases -> (pose.reuse, method); also the four variants of experiments/pose_variants.py
-POSE_VARIANTS = {"independent": (False, "dense"), "reuse": (True, "dense"), "rpg": (False, "rpg"),
-                 "reuse_rpg": (True, "rpg")}
-
-# Applied in this order, so prune.enabled: true wins over ring.enabled, and the old pose switch (which decided on
-# its own whether the model was converted) wins over both for the pose task.
-LEGACY = {old.name: old for old in (
-    LegacyKey("ring.enabled", {True: {"method": "rpg"}, False: {"method": "dense"}}, "method", read=bool),
-    LegacyKey("prune.enabled", {True: {"method": "prune-global"}, False: {}}, "method", read=bool),
-    # null meant "no variant" (a config without the key), so it changes nothing
-    LegacyKey("pose.variant", {None: {}, **{variant: {"pose.reuse": reuse, "method": method}
-                                            for variant, (reuse, method) in POSE_VARIANTS.items()}},
-              "pose.reuse + method", task="pose"),
-)}
+# the legacy keys are declared with every other translation of earlier releases, in modelring.compat
+from .compat import LEGACY, POSE_VARIANTS, LegacyKey  # noqa: E402,F401

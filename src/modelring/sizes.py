@@ -6,7 +6,6 @@ budget string ("2MB", "1.5MiB", "800kB": that many bytes of ``element_size``-byt
 """
 from __future__ import annotations
 
-import math
 import re
 
 RingSize = int | float | str
