@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from results_table import write_markdown
-from stats import holm, line_fit, mde, mean_ci, welch
+from stats import holm, line_fit, mde, welch
 
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "results"
 
