@@ -1,4 +1,5 @@
 """The modelring command: asserted output and exit codes."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,20 @@ def test_train_eval_export_on_tiny_data(fmnist_root, tmp_path, capsys):
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
     assert main(["train", RECIPE, "train.epohcs=1"]) == 2
     assert "did you mean epochs" in capsys.readouterr().err
+    small = tmp_path / "q4.safetensors"
+    assert main(["compress", str(run / "model.safetensors"), str(small), "--bits", "4", "--keep", "0.5"]) == 0
+    assert "relative RMS error" in capsys.readouterr().out
+    assert small.stat().st_size < (run / "model.safetensors").stat().st_size
+    assert main(["eval", str(run), "--model", str(small)]) == 0 and "top-1" in capsys.readouterr().out
+    assert main(["compress", str(run / "model.safetensors"), str(small)]) == 2  # nothing asked: a clear error
+    assert "needs --bits" in capsys.readouterr().err
+
+
+def test_count_reports_checkpoint_bytes_at_each_precision(capsys):
+    assert main(["count", "resnet20", "--ring-size", "0.05", "--exclude", "conv1.weight", "fc.*"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("checkpoint (modelring.save)"))
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) B", line)]
+    assert len(numbers) == 3 and numbers[0] > numbers[1] > numbers[2]
 
 
 def test_export_input_shape_is_checked_and_read_from_the_model():

@@ -6,10 +6,11 @@ from .count import count_params
 from .diagnose import wiring_report
 from .loop import fit
 from .io import load, save
+from .quantize import prune_rings, quantize_rings
 from .models import create_model, list_models, register_model
 from .wiring import WIRING_VERSION
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_TYPES", "WIRING_VERSION", "convert", "count_params", "create_model", "fit", "is_converted",
-           "list_models", "load", "materialize", "plan_rings", "register_model", "rings_by_prefix", "rings_per_stage",
+           "list_models", "load", "materialize", "plan_rings", "prune_rings", "quantize_rings", "register_model", "rings_by_prefix", "rings_per_stage",
            "save", "wiring_report"]

@@ -30,6 +30,12 @@ def cmd_count(args) -> int:
     elif args.wiring:
         raise ValueError("--wiring describes a ring: pass --ring-size too")
     print(count_params(model))
+    if args.ring_size is not None:
+        from .io import saved_size
+
+        sizes = {bits: saved_size(model, ring_bits=bits) for bits in (None, 8, 4)}
+        print(f"checkpoint (modelring.save): {sizes[None]:,} B with float32 rings; rings at 8 bits {sizes[8]:,} B, "
+              f"at 4 bits {sizes[4]:,} B (modelring compress)")
     if args.wiring:
         print("\nwiring:\n" + "\n".join(str(r) for r in wiring_report(model)))
     return 0
@@ -127,6 +133,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    """Prune and/or quantize the rings of a model file (post-training) and write the compact file."""
+    from .io import load
+    from .quantize import prune_rings, quantize_rings
+
+    if args.bits is None and args.keep is None:
+        raise ValueError("compress needs --bits (8 or 4) and/or --keep (ring entries to keep: count or fraction)")
+    model, before = load(args.model), Path(args.model).stat().st_size
+    reports = prune_rings(model, parse_value(args.keep)) if args.keep is not None else []
+    if args.bits is not None:
+        reports = quantize_rings(model, args.bits, chunk=args.chunk)
+    for r in reports:
+        print(f"{r['ring']}: {r['nonzero']:,} of {r['entries']:,} entries non-zero, {r['bytes']:,} B stored, "
+              f"relative RMS error {r['relative_rms_error']:.4f} (max {r['max_abs_error']:.3g})")
+    path = save(model, args.out)
+    print(f"wrote {path}: {path.stat().st_size:,} B (was {before:,} B); evaluate it with "
+          f"modelring eval RUN --model {path}")
+    return 0
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.split(","))
@@ -178,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
     p.add_argument("--grid", action="append", help="section.key=v1,v2,... (repeatable: the product is swept)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--dense", action="store_true", help="also train the dense model (ring.enabled=false)")
+    p.add_argument("--dense", action="store_true", help="also train the dense model (method=dense)")
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("eval", help="evaluate a run's best model on its test split")
@@ -193,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="C,H,W of one ONNX input (default: channels from the model's first "
                                           "layer, 32x32); the batch axis is dynamic")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("compress", help="prune and/or quantize a model file's rings (8 or 4 bits) into a smaller "
+                                        "file",
+                       description="Post-training compression of the rings (the paper: RPG models can themselves "
+                                   "be pruned and quantized): --keep prunes each ring to its largest-magnitude "
+                                   "entries (stored as a bit mask + survivors), --bits quantizes them per chunk of "
+                                   "--chunk entries with one float32 scale each. modelring.load reads the file.")
+    p.add_argument("model", help="a .safetensors file of a converted model (e.g. RUN/model.safetensors)")
+    p.add_argument("out", help="the compressed .safetensors file to write")
+    p.add_argument("--bits", type=int, choices=(8, 4), help="quantize the rings to this many bits")
+    p.add_argument("--chunk", type=int, default=4096, help="entries per float32 scale (default 4096)")
+    p.add_argument("--keep", help="ring entries to keep per ring: a count (5000) or a fraction (0.5)")
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("make-data", help="render a procedural data set in a real layout (pose: MPII, "
                                          "multitask: 2D-3D-S)",
                        description="Write a procedural data set in the exact on-disk layout of the real one, so "

@@ -20,18 +20,27 @@ from torch import nn
 from .atomic import write_atomic
 from .bank import get_state
 from .convert import apply_specs, check_spec_fits
+from .quantize import DEFAULT_CHUNK, RingEncoding, decode_ring, ring_encoding, stored_ring
 from .spec import BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, spec_mismatch
 
 FILE_FORMAT = "modelring-1"
+ENCODED_FORMAT = "modelring-2"  # some ring stored as small integers / sparse (modelring.quantize); readers of
+# modelring-1 only refuse it by name instead of misreading it
 
 
-def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:
+def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None,
+         ring_bits: int | None = None, ring_chunk: int | None = DEFAULT_CHUNK) -> Path:
     """Write a (converted or plain) model to one safetensors file.
 
     Args:
         model: the model; a converted one is stored as rings + free tensors + spec, never as dense weights.
         path: destination file (conventionally ``*.safetensors``); replaced atomically.
         metadata: extra string key/values to store beside the spec.
+        ring_bits: store every ring quantized to 8 or 4 bits (``ring_chunk`` entries per float32 scale), leaving
+            the model in memory as it is (use ``modelring.quantize.quantize_rings`` first to evaluate exactly what
+            the file holds). None (default): rings that ``quantize_rings`` / ``prune_rings`` encoded are stored
+            encoded, the others as float32.
+        ring_chunk: entries per scale with ``ring_bits`` (None: one scale per ring).
 
     Returns:
         The path written.
@@ -39,31 +48,80 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
-    tensors, meta = _file_contents(model, metadata)
+    tensors, meta = _file_contents(model, metadata, ring_bits, ring_chunk)
     write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 
 
-def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None) -> int:
-    """Bytes ``save(model, path)`` would write, computed in memory (nothing touches the disk)."""
-    tensors, meta = _file_contents(model, metadata)
+def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None, ring_bits: int | None = None,
+               ring_chunk: int | None = DEFAULT_CHUNK) -> int:
+    """Bytes ``save(model, path, ...)`` would write, computed in memory (nothing touches the disk)."""
+    tensors, meta = _file_contents(model, metadata, ring_bits, ring_chunk)
     return len(save_bytes(tensors, metadata=meta))
 
 
-def _file_contents(model: nn.Module, metadata: dict[str, str] | None) -> tuple[dict[str, torch.Tensor], dict]:
+def _file_contents(model: nn.Module, metadata: dict[str, str] | None, ring_bits: int | None = None,
+                   ring_chunk: int | None = DEFAULT_CHUNK) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the metadata of a model file."""
     state_dict, state = model.state_dict(), get_state(model)
     spec = state.spec() if state is not None else None
+    if ring_bits is not None and state is None:
+        raise ValueError("ring_bits quantizes rings, and this model has none (it is not converted)")
     for ring in spec["rings"] if spec else []:  # the file layout: modelring_<ring name>, spec in the metadata
         state_dict.pop(f"{BANK}.{ring['name']}.{EXTRA}")
         state_dict[FILE_RING_PREFIX + ring["name"]] = state_dict.pop(f"{BANK}.{ring['name']}.weight")
+    encodings = _encode_rings(state, state_dict, ring_bits, ring_chunk) if state is not None else {}
     tensors, aliases = _dedupe_shared(state_dict)
-    meta = {"format": FILE_FORMAT,
+    meta = {"format": ENCODED_FORMAT if encodings else FILE_FORMAT,
             "spec": json.dumps(spec, sort_keys=True) if spec is not None else "",
             "model": json.dumps(getattr(model, "modelring_model_spec", None), sort_keys=True),
             "aliases": json.dumps(aliases, sort_keys=True)}
+    if encodings:
+        meta["encodings"] = json.dumps(encodings, sort_keys=True)
     meta.update(metadata or {})
     return tensors, meta
+
+
+def _encode_rings(state, state_dict: dict, ring_bits: int | None, ring_chunk: int | None) -> dict[str, dict]:
+    """Replace each encoded ring's float tensor in ``state_dict`` by its parts (``modelring_<ring>.codes``, ...);
+    returns ring name -> encoding (plain values) for the metadata."""
+    encodings = {}
+    for module in state.rings:
+        encoding = ring_encoding(module)
+        if ring_bits is not None:
+            encoding = RingEncoding(bits=ring_bits, chunk=ring_chunk, sparse=bool(encoding and encoding.sparse))
+        if encoding is None:
+            continue
+        name = module.spec.name
+        del state_dict[FILE_RING_PREFIX + name]
+        for part, tensor in stored_ring(module, encoding).items():
+            state_dict[f"{FILE_RING_PREFIX}{name}.{part}"] = tensor
+        encodings[name] = encoding.to_dict()
+    return encodings
+
+
+def _decode_rings(path, tensors: dict, meta: dict, rings: list[RingSpec] | None) -> dict[str, tuple]:
+    """Turn every encoded ring of the file back into its float32 tensor (in ``tensors``), with clear errors for
+    inconsistent parts; returns ring name -> (encoding, parts), kept on the loaded rings so that saving again
+    stores the same bytes."""
+    encodings = _json_field(path, meta, "encodings", dict) or {}
+    if encodings and meta.get("format") != ENCODED_FORMAT:
+        raise ValueError(f"{path}: encoded rings in a {meta.get('format')} file; the file is damaged or was edited")
+    sizes = {ring.name: ring.size for ring in rings or []}
+    out = {}
+    for name, data in encodings.items():
+        if name not in sizes:
+            raise ValueError(f"{path}: an encoding for ring {name!r}, which the spec does not have")
+        try:
+            encoding = RingEncoding.from_dict(data)
+            prefix = f"{FILE_RING_PREFIX}{name}."
+            parts = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
+            tensors[FILE_RING_PREFIX + name] = decode_ring(parts, encoding, sizes[name])
+        except ValueError as err:
+            raise ValueError(f"{path}: ring {name!r} cannot be decoded: {err}; the file is damaged or was "
+                             "edited") from None
+        out[name] = (encoding, parts)
+    return out
 
 
 def _dedupe_shared(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -96,9 +154,10 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
-    if meta.get("format") != FILE_FORMAT:
+    if meta.get("format") not in (FILE_FORMAT, ENCODED_FORMAT):
         raise ValueError(f"{path} is a safetensors file but not a modelring model file (format "
-                         f"{meta.get('format')!r}, expected {FILE_FORMAT!r}); save it with modelring.save")
+                         f"{meta.get('format')!r}, expected {FILE_FORMAT!r} or {ENCODED_FORMAT!r}); save it with "
+                         "modelring.save")
     return tensors, meta
 
 
@@ -129,6 +188,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         if original not in tensors:
             raise ValueError(f"{path}: alias {name!r} points to {original!r}, which the file does not hold")
         tensors[name] = tensors[original]
+    encoded = _decode_rings(path, tensors, meta, rings)
     _check_tensors(path, tensors, rings or [])
     if model is None:
         model_spec = _json_field(path, meta, "model", dict)
@@ -148,6 +208,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     if spec is not None:
         tensors[FILE_SPEC_KEY] = encode_spec(spec)  # renamed to today's keys by the model's load pre-hook
     model.load_state_dict(tensors, strict=True)
+    for module in get_state(model).rings if encoded else []:
+        if module.spec.name in encoded:
+            module.encoded = encoded[module.spec.name]
     return model
 
 
