@@ -14,9 +14,14 @@ state_dicts load into the ImageNet models.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Norm = Callable[[int], nn.Module]  # channels -> normalisation layer (BatchNorm2d, or one without affine parameters)
 
 __all__ = [
     "BasicBlock",
@@ -69,15 +74,15 @@ class PadShortcut(nn.Module):
         return f"{self.in_planes}, {self.out_planes}, stride={self.stride}"
 
 
-def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+def _projection(in_planes: int, out_planes: int, stride: int, norm: Norm = nn.BatchNorm2d) -> nn.Sequential:
     """Option-B shortcut: 1x1 conv + BN (torchvision's ``downsample``)."""
-    return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
+    return nn.Sequential(conv1x1(in_planes, out_planes, stride), norm(out_planes))
 
 
 _SHORTCUTS = {"A": PadShortcut, "B": _projection}
 
 
-def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int) -> nn.Module:
+def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int, norm: Norm = nn.BatchNorm2d) -> nn.Module:
     """Build a shortcut of ``kind`` ``"A"`` (zero-pad) or ``"B"`` (projection).
 
     Args:
@@ -85,13 +90,16 @@ def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int) -> nn
         in_planes: Input channels.
         out_planes: Output channels.
         stride: Spatial stride.
+        norm: the normalisation layer of a projection shortcut (``BatchNorm2d`` by default).
 
     Returns:
         The shortcut module.
     """
     if kind not in _SHORTCUTS:
         raise ValueError(f"unknown shortcut kind {kind!r}; expected one of {sorted(_SHORTCUTS)}")
-    return _SHORTCUTS[kind](in_planes, out_planes, stride)
+    if kind == "A":
+        return PadShortcut(in_planes, out_planes, stride)
+    return _projection(in_planes, out_planes, stride, norm)
 
 
 class BasicBlock(nn.Module):
@@ -100,20 +108,22 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+        norm: Norm = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.downsample = downsample
         self.stride = stride
 
     def zero_init_last(self) -> None:
-        """Zero the last BN's scale so the block starts as the identity."""
-        nn.init.zeros_(self.bn2.weight)
+        """Zero the last BN's scale so the block starts as the identity (nothing to zero without affine BN)."""
+        if self.bn2.weight is not None:
+            nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -128,22 +138,24 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+        norm: Norm = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
 
     def zero_init_last(self) -> None:
-        """Zero the last BN's scale so the block starts as the identity."""
-        nn.init.zeros_(self.bn3.weight)
+        """Zero the last BN's scale so the block starts as the identity (nothing to zero without affine BN)."""
+        if self.bn3.weight is not None:
+            nn.init.zeros_(self.bn3.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -157,7 +169,8 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 
 def make_stage(
-    block: Block, inplanes: int, planes: int, num_blocks: int, stride: int, shortcut: str
+    block: Block, inplanes: int, planes: int, num_blocks: int, stride: int, shortcut: str,
+    norm: Norm = nn.BatchNorm2d,
 ) -> nn.Sequential:
     """Stack ``num_blocks`` blocks; only the first may change stride or width.
 
@@ -168,6 +181,7 @@ def make_stage(
         num_blocks: Number of blocks.
         stride: Stride of the first block.
         shortcut: Shortcut kind used where the shape changes (see :func:`make_shortcut`).
+        norm: the normalisation layer factory (channels -> module).
 
     Returns:
         The stage as an ``nn.Sequential`` (children named ``0``, ``1``, ..).
@@ -175,9 +189,9 @@ def make_stage(
     outplanes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != outplanes:
-        downsample = make_shortcut(shortcut, inplanes, outplanes, stride)
-    layers = [block(inplanes, planes, stride, downsample)]
-    layers += [block(outplanes, planes) for _ in range(1, num_blocks)]
+        downsample = make_shortcut(shortcut, inplanes, outplanes, stride, norm)
+    layers = [block(inplanes, planes, stride, downsample, norm)]
+    layers += [block(outplanes, planes, norm=norm) for _ in range(1, num_blocks)]
     return nn.Sequential(*layers)
 
 
@@ -200,6 +214,9 @@ class ResNet(nn.Module):
         stem_pool: Whether the stem ends with a 3x3 stride-2 max pool.
         shortcut: ``"A"`` (zero-pad) or ``"B"`` (projection) shortcuts.
         zero_init_residual: Zero the last BN scale of each block.
+        norm_affine: BatchNorm with a trainable scale and shift (default). ``False`` leaves every BatchNorm
+            without parameters (its running statistics stay), so that with the stem, the classifier and its bias
+            generated too a converted model's DoF are exactly its ring entries.
     """
 
     def __init__(
@@ -216,21 +233,23 @@ class ResNet(nn.Module):
         stem_pool: bool = True,
         shortcut: str = "B",
         zero_init_residual: bool = False,
+        norm_affine: bool = True,
     ) -> None:
         super().__init__()
+        norm = nn.BatchNorm2d if norm_affine else functools.partial(nn.BatchNorm2d, affine=False)
         if len(layers) != len(widths):
             raise ValueError(f"layers {layers} and widths {widths} differ in length")
         self.conv1 = nn.Conv2d(
             in_chans, stem_width, stem_kernel_size, stride=stem_stride,
             padding=stem_kernel_size // 2, bias=False,
         )
-        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.bn1 = norm(stem_width)
         self.relu = nn.ReLU(inplace=True)
         pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem_pool else nn.Identity()
         self.maxpool = pool
         inplanes = stem_width
         for i, (depth, width) in enumerate(zip(layers, widths)):
-            stage = make_stage(block, inplanes, width, depth, 1 if i == 0 else 2, shortcut)
+            stage = make_stage(block, inplanes, width, depth, 1 if i == 0 else 2, shortcut, norm)
             self.add_module(f"layer{i + 1}", stage)
             inplanes = width * block.expansion
         self.num_stages = len(layers)
@@ -248,7 +267,7 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
