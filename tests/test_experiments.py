@@ -143,3 +143,34 @@ def test_sweep_fit_reproduces_the_committed_fit_of_a_library_sweep_with_the_one_
                            "(18 runs); slope 95% CI ± ") and text in capsys.readouterr().out
     if sweep_fit.pyplot() is not None:
         assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quantized_rings_scores_every_treatment_of_rpg_and_dense_final_models(fmnist_root, tmp_path, monkeypatch):
+    import json
+
+    import quantized_rings
+
+    import modelring as mr
+    from modelring.config import load_config
+    from modelring.loop import evaluate_on_split, fit
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    runs = []
+    for method in ("rpg", "dense"):
+        cfg = load_config("configs/fmnist_resnet20_rpg.yaml", [
+            f"data.root={fmnist_root}", f"out.dir={tmp_path / method}", "train.epochs=1", "train.progress=false",
+            "out.tensorboard=false", f"method={method}", "data.val_size=40", "train.threads=1"])
+        fit(cfg, log=lambda *a: None)
+        runs.append(tmp_path / method)
+    assert quantized_rings.main([*map(str, runs), "--out", str(tmp_path / "q")]) == 0
+    rows = json.loads((tmp_path / "q" / "quantized_rings.json").read_text())
+    assert len(rows) == 2 * len(quantized_rings.TREATMENTS)
+    for run in runs:
+        got = {r["treatment"]: r for r in rows if r["run"] == run.name}
+        untouched = evaluate_on_split(load_config(run / "config.yaml", ["data.val_size=null"]),
+                                      mr.load(run / "model.safetensors"))
+        assert got["float"]["test_top1"] == untouched["top1"]  # the whole test set, not the 40 validation images
+        assert got["float"]["bytes"] > got["q8"]["bytes"] > got["q4"]["bytes"]
+        assert got["keep 50%"]["bytes"] > got["keep 50% + q8"]["bytes"]
+    assert quantized_rings.main([*map(str, runs), "--out", str(tmp_path / "q")]) == 0  # resumes: nothing new
+    assert len(json.loads((tmp_path / "q" / "quantized_rings.json").read_text())) == len(rows)
