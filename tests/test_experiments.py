@@ -145,6 +145,7 @@ def test_sweep_fit_reproduces_the_committed_fit_of_a_library_sweep_with_the_one_
         assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_quantized_rings_scores_every_treatment_of_rpg_and_dense_final_models(fmnist_root, tmp_path, monkeypatch):
     import json
 
@@ -174,3 +175,31 @@ def test_quantized_rings_scores_every_treatment_of_rpg_and_dense_final_models(fm
         assert got["keep 50%"]["bytes"] > got["keep 50% + q8"]["bytes"]
     assert quantized_rings.main([*map(str, runs), "--out", str(tmp_path / "q")]) == 0  # resumes: nothing new
     assert len(json.loads((tmp_path / "q" / "quantized_rings.json").read_text())) == len(rows)
+
+
+@pytest.mark.slow
+def test_equal_size_chooses_each_arms_setting_on_validation_then_reuses_its_seed_zero(fmnist_root, tmp_path,
+                                                                                       monkeypatch):
+    import csv
+
+    import equal_size
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(equal_size, "LRS", (0.05, 0.1))
+    monkeypatch.setattr(equal_size, "PRUNE_AT", (0.5,))
+    monkeypatch.setattr(equal_size, "SEEDS", (0, 1))
+    common = ["--root", str(fmnist_root), "--train", "64", "--val", "40", "--epochs", "1", "--threads", "1",
+              "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--budgets", "1%",
+              "--arms", "rpg 1%", "prune-global 1%"]
+    with pytest.raises(SystemExit, match="has not landed"):
+        equal_size.main(["seeds", *common])
+    assert equal_size.main(["lr", *common]) == 0
+    lr_rows = list(csv.DictReader((tmp_path / "res" / "lr" / "lr.csv").open()))
+    assert len(lr_rows) == 4 and {int(r["dof"]) for r in lr_rows} == {4456}  # both arms at the thin net's DoF
+    best = {arm: max((r for r in lr_rows if r["label"].startswith(equal_size.slug(arm))),
+                     key=lambda r: (float(r["val_top1"]), -float(r["train.lr"])))["label"]
+            for arm in ("rpg 1%", "prune-global 1%")}
+    assert equal_size.main(["seeds", *common]) == 0
+    seed_rows = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
+    assert sorted((r["label"], r["seed"]) for r in seed_rows) == sorted((b, s) for b in best.values() for s in "01")
+    assert len(list((tmp_path / "runs").iterdir())) == 6  # seed 0 of each chosen setting trained once, in stage lr
