@@ -247,3 +247,99 @@ def test_modelring_save_load_into_a_fresh_unconverted_model(family, tmp_path):
     fresh = mr.load(path, model=build(family))
     assert generated_names(fresh) == generated_names(model)
     assert_same_outputs(fresh, model, batch(family), rtol=0, atol=0)
+
+
+# --- tied embeddings ----------------------------------------------------------------------------------------------
+
+def test_gpt2_tied_embedding_is_generated_once_and_stays_tied(tmp_path):
+    """GPT-2 ties lm_head.weight to transformer.wte.weight (one tensor, listed once by named_parameters under its
+    first name): generating it writes one generated tensor into both modules, and every copy keeps the tie."""
+    model = mr.convert(build("gpt2", dtype=torch.float64), 0.1, include=[Conv1D, "transformer.wte.weight"])
+    names = generated_names(model)
+    assert names.count("transformer.wte.weight") == 1 and "lm_head.weight" not in names
+    inputs = batch("gpt2")
+    model(**inputs).loss.backward()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    dense = mr.materialize(model)
+    assert dense.lm_head.weight is dense.transformer.wte.weight
+    dense(**inputs).loss.backward()  # the tied dense weight's gradient holds both uses, as the ring's must
+    expected, = ring_gradient_from_dense(model, dense)
+    torch.testing.assert_close(model.modelring.ring0.weight.grad, expected, rtol=1e-10, atol=1e-12)
+    path = mr.save(model, tmp_path / "tied.safetensors")
+    fresh = mr.convert(build("gpt2", dtype=torch.float64), 0.1, include=[Conv1D, "transformer.wte.weight"])
+    assert_same_outputs(mr.load(path, model=fresh), model, inputs, rtol=0, atol=0)
+    dense.save_pretrained(tmp_path / "hf")
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float64)
+    assert plain.lm_head.weight is plain.transformer.wte.weight
+    assert_same_outputs(plain.eval(), model, inputs, rtol=0, atol=0)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="io._check_fits_unconverted expects the tied alias "
+                   "lm_head.weight in the file (README: load into a model converted with the same options)")
+def test_gpt2_tied_embedding_loads_into_a_fresh_unconverted_model(tmp_path):
+    model = mr.convert(build("gpt2"), 0.1, include=[Conv1D, "transformer.wte.weight"])
+    fresh = mr.load(mr.save(model, tmp_path / "tied.safetensors"), model=build("gpt2"))
+    assert_same_outputs(fresh, model, batch("gpt2"), rtol=0, atol=0)
+
+
+def test_gpt2_tied_head_named_by_its_second_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="'lm_head.weight', which is tied to 'transformer.wte.weight'"):
+        mr.convert(build("gpt2"), 0.1, include=[Conv1D, "lm_head.weight"])
+
+
+def test_tie_weights_on_a_converted_tied_embedding_is_refused_by_transformers():
+    """transformers' tie_weights() (also run by resize_token_embeddings) looks the tied weight up as a parameter;
+    a generated one is not, so it raises: README says to materialize, edit, and convert again."""
+    model = mr.convert(build("gpt2"), 0.1, include=[Conv1D, "transformer.wte.weight"])
+    with pytest.raises(AttributeError, match="transformer.wte.weight"):
+        model.tie_weights()
+    plain = mr.convert(build("gpt2"), 0.1, **CONVERT["gpt2"])
+    plain.tie_weights()  # with the embedding free, the tie is untouched
+    assert plain.lm_head.weight is plain.transformer.wte.weight
+
+
+# --- gradient checkpointing ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_checkpointing_gives_the_same_step(family, reentrant):
+    """Recomputing a checkpointed layer in backward runs its forward pre-hook again: the cached generation is
+    reused (use_reentrant=False, transformers' default) or regenerated from the same ring (True); both give the
+    gradients and the step of the model without checkpointing."""
+    plain = converted(family, dtype=torch.float64).train()
+    checkpointed = copy.deepcopy(plain)
+    # transformers 5 name of gradient_checkpointing_enable (a deprecated alias of it)
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
+    assert checkpointed.is_activation_checkpointing
+    inputs = batch(family)
+    for model in (plain, checkpointed):
+        # SGD, not Adam: the key bias's gradient is 0 up to rounding (softmax ignores a shift), and Adam would
+        # turn that rounding noise into full-size steps
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(2):  # the second step runs on the updated ring
+            opt.zero_grad()
+            model(**inputs).loss.backward()
+            opt.step()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
+    assert_same_outputs(plain, checkpointed, inputs, rtol=1e-10, atol=1e-12)
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_short_training_loop_lowers_the_loss_and_moves_the_ring(family):
+    model = converted(family).train()
+    start = model.modelring.ring0.weight.detach().clone()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    inputs = batch(family, size=2, length=16)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = model(**inputs).loss
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert not torch.equal(model.modelring.ring0.weight.detach(), start)
+    assert_same_outputs(model, mr.materialize(model), inputs, rtol=0, atol=0)
