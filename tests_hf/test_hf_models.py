@@ -343,3 +343,18 @@ def test_a_short_training_loop_lowers_the_loss_and_moves_the_ring(family):
     assert losses[-1] < 0.7 * losses[0], losses
     assert not torch.equal(model.modelring.ring0.weight.detach(), start)
     assert_same_outputs(model, mr.materialize(model), inputs, rtol=0, atol=0)
+
+
+def test_readme_counts_are_these_models():
+    """README's table of the tiny test models: generated of total and DoF at a 10% ring, per family."""
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("## Hugging Face transformers"):text.index("## Benchmarks")]
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| `")}
+    for family, cls in (("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM"),
+                        ("bert", "BertForSequenceClassification")):
+        counts = mr.count_params(converted(family))
+        total = sum(p.numel() for p in build(family).parameters())
+        assert f"{counts.generated:,} of {total:,}" in rows[cls] and f"DoF {counts.dof:,}" in rows[cls], rows[cls]
+    tied = mr.count_params(mr.convert(build("gpt2"), 0.1, include=[Conv1D, "transformer.wte.weight"]))
+    assert f"DoF {tied.dof:,} in the tiny model" in section
