@@ -31,3 +31,20 @@ def test_the_grouping_words_mean_what_the_callables_do():
     assert rings_per_stage(model, rest="other")("conv1.weight", None) == "other"
     with pytest.raises(ValueError, match="None \\(null\\), per_stage or per_layer"):
         grouping("per_block", model)
+
+
+def test_a_glob_naming_the_second_name_of_a_tied_parameter_names_the_first():
+    class TiedLM(torch.nn.Module):  # GPT-2's layout: the head's weight is the embedding's tensor
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.head = torch.nn.Linear(4, 10, bias=False)
+            self.head.weight = self.embed.weight
+
+    for option in ("include", "exclude"):
+        with pytest.raises(ValueError, match="'head.weight', which is tied to 'embed.weight'.*write 'embed.weight'"):
+            mr.plan_rings(TiedLM(), 0.5, **{option: ["head.*"]})
+    with pytest.raises(ValueError, match="match no parameter"):  # a plain typo keeps its message
+        mr.plan_rings(TiedLM(), 0.5, include=["haed.*"])
+    spec, = mr.plan_rings(TiedLM(), 0.5, include=["embed.weight"])
+    assert [s.name for s in spec.segments] == ["embed.weight"]

@@ -104,6 +104,7 @@ def select_targets(model: nn.Module, *, include=None, exclude=None) -> dict[str,
             chosen[name] = (param, owner)
     unused = [i for i in include + exclude if isinstance(i, str) and _item_key(i) not in used]
     if unused:
+        _refuse_tied_aliases(model, unused)
         names = [n for n, _ in model.named_parameters()][:6]
         raise ValueError(f"pattern(s) {unused} match no parameter of this model; parameter names look like "
                          f"{names}")
@@ -111,6 +112,22 @@ def select_targets(model: nn.Module, *, include=None, exclude=None) -> dict[str,
         raise ValueError("nothing to generate: no parameter matches include (default: the weight of conv and "
                          "linear layers) after exclude; pass include=[...] with module types or name globs")
     return chosen
+
+
+def _refuse_tied_aliases(model: nn.Module, patterns: list[str]) -> None:
+    """A glob that names only the second name of a tied parameter (GPT-2's ``lm_head.weight``, one tensor with
+    ``transformer.wte.weight``) gets an error that names the first one: parameters are selected once, by it."""
+    first = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        first.setdefault(id(param), name)
+    for pattern in patterns:
+        tied = {name: first[id(p)] for name, p in model.named_parameters(remove_duplicate=False)
+                if fnmatch(name, pattern) and first[id(p)] != name}
+        if tied:
+            alias, original = next(iter(tied.items()))
+            raise ValueError(f"pattern {pattern!r} matches {alias!r}, which is tied to {original!r} (one tensor, "
+                             f"selected by its first name): write {original!r} instead; generating it generates "
+                             "both and keeps them tied")
 
 
 def _item_key(item) -> str:
