@@ -309,7 +309,9 @@ def _check_fits_unconverted(path, model: nn.Module, tensors: dict, rings: list[R
     generated = [seg.name for ring in rings for seg in ring.segments]
     if len(set(generated)) != len(generated):
         raise ValueError(f"{path}: two rings generate the same weight; the file is damaged or was edited")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in set(generated)}
+    replaced = {id(params[name]) for name in generated}  # every name of a generated tensor, tied ones too
+    aliases = {n for n, p in model.named_parameters(remove_duplicate=False) if id(p) in replaced}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in aliases}
     expected.update({FILE_RING_PREFIX + ring.name: (ring.size,) for ring in rings})
     _compare(path, expected, tensors)
 
