@@ -158,3 +158,18 @@ def test_cached_wiring_bytes_per_virtual_weight():
     recompute = RingGenerator(make_spec([[256, 256, 3, 3]], 10_000, wiring="recompute"))
     recompute.weights(torch.randn(10_000))
     assert recompute.wiring_bytes() == 0
+
+
+@pytest.mark.parametrize("permute, reflect", [(True, True), (True, False), (False, True), (False, False)])
+def test_compiled_tables_equal_the_torch_tables(permute, reflect, monkeypatch):
+    """The element-wise tables built by the compiled kernel are the plain-torch ones, bit for bit (tail included)."""
+    from modelring.elementwise import build_element_wiring
+
+    spec = make_spec(CHUNKY, 5000, seed=4, permute=permute, reflect=reflect)
+    assert spec.total % 512 and spec.total > 20 * 512
+    tables = []
+    for kernel in ["compiled", "torch"]:
+        monkeypatch.setenv("MODELRING_KERNEL", kernel)
+        wiring = build_element_wiring(spec, torch.device("cpu"))
+        tables.append((wiring.fwd, wiring.inv))
+    assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])

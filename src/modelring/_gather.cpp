@@ -133,9 +133,74 @@ void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, 
     }
 }
 
+// lowbias32, as keys.hash32 computes it on Python ints and int64 tensors (arithmetic mod 2**32)
+inline uint32_t hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+
+// wiring._feistel on one value: an unbalanced Feistel network, a bijection on [0, 2**bits)
+inline uint32_t feistel(uint32_t x, int bits, const uint32_t* round_keys, int rounds) {
+    int lo_width = bits / 2;
+    for (int r = 0; r < rounds; r++) {
+        const int hi_width = bits - lo_width;
+        uint32_t hi = x >> lo_width, lo = x & ((1u << lo_width) - 1u);
+        hi ^= hash32(lo ^ round_keys[r]) & ((1u << hi_width) - 1u);
+        x = (lo << hi_width) | hi;
+        lo_width = hi_width;
+    }
+    return x;
+}
+
+// The int16 tables of every full chunk q < chunks (elementwise.build_element_wiring's torch loop, fused):
+// fwd[q*B + r] = rho_q(r) | sign(q*B + r) << 15, and row sigma[q] of inv gets inv[.. + rho_q(r)] = r | sign << 15.
+// rho_q's round keys are hash32(q ^ chunk_keys[k]) (wiring.within_chunk_positions); a sign is the top bit of
+// hash32(j ^ sign_key) (wiring.sign_bits). Each chunk is written by one thread: the same tables for any count.
+// The hashes of a chunk are computed in straight loops over r first (they vectorise), the scatter after.
+constexpr int kRounds = 4;  // wiring._FEISTEL_ROUNDS (kernels.element_tables checks it)
+constexpr int64_t kMaxWidth = int64_t(1) << 15;  // codes keep 15 bits of offset
+
+void element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int permute, int reflect,
+                    int64_t sign_key, const int64_t* sigma, int16_t* fwd, int16_t* inv, int threads) {
+    const int64_t width = int64_t(1) << bits;
+    #pragma omp parallel num_threads(threads)
+    {
+        uint16_t* code = new uint16_t[width];
+        uint16_t* sign = new uint16_t[width];
+        #pragma omp for schedule(static)
+        for (int64_t q = 0; q < chunks; q++) {
+            uint32_t keys[kRounds];
+            for (int k = 0; k < kRounds; k++) keys[k] = hash32(static_cast<uint32_t>(q ^ chunk_keys[k]));
+            const uint32_t first = static_cast<uint32_t>((q * width) ^ sign_key);  // low 32 bits, as the hash takes
+            for (int64_t r = 0; r < width; r++) {
+                code[r] = static_cast<uint16_t>(permute ? feistel(static_cast<uint32_t>(r), bits, keys, kRounds)
+                                                        : static_cast<uint32_t>(r));
+                // (q*B + r) ^ key on the low 32 bits: q*B is a multiple of B > r, so the sum is an or
+                sign[r] = reflect ? static_cast<uint16_t>((hash32(first ^ static_cast<uint32_t>(r)) >> 31) << 15) : 0;
+            }
+            uint16_t* f = reinterpret_cast<uint16_t*>(fwd) + q * width;
+            uint16_t* v = reinterpret_cast<uint16_t*>(inv) + sigma[q] * width;
+            for (int64_t r = 0; r < width; r++) {
+                f[r] = code[r] | sign[r];
+                v[code[r]] = static_cast<uint16_t>(r) | sign[r];
+            }
+        }
+        delete[] code;
+        delete[] sign;
+    }
+}
+
 }  // namespace
 
 extern "C" {
+
+void modelring_element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int permute, int reflect,
+                              int64_t sign_key, const int64_t* sigma, int16_t* fwd, int16_t* inv, int threads) {
+    element_tables(chunks, bits, chunk_keys, permute, reflect, sign_key, sigma, fwd, inv, threads);
+}
 
 void modelring_forward_f32(const float* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
                            int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,

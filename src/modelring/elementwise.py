@@ -101,14 +101,11 @@ def build_element_wiring(spec, device: torch.device) -> ElementWiring:
     fwd = torch.empty(total, dtype=torch.int16, device=device)
     inv = torch.empty(total, dtype=torch.int16, device=device)
     inv_rows = inv[:full * width].view(full, width)
-    for first in range(0, full, _BATCH_CHUNKS):
-        count = min(_BATCH_CHUNKS, full - first)
-        rho = wr.within_chunk_positions(first, count, bits, key, permute=spec.permute, device=device)
-        within = torch.arange(width, dtype=torch.int64, device=device).expand(count, width)
-        negative = _signs(spec, first * width, count * width, device).view(count, width)
-        fwd[first * width:(first + count) * width] = _codes(rho, negative).view(-1)
-        rows = torch.empty(count, width, dtype=torch.int16, device=device)
-        inv_rows[sigma[first:first + count]] = rows.scatter_(1, rho, _codes(within, negative))
+    if device.type == "cpu" and kernels.library() is not None:  # the same tables, fused (bench/convert.py)
+        kernels.element_tables(full, bits, wr.chunk_round_keys(key), permute=spec.permute, reflect=spec.reflect,
+                               sign_key=spec.key(wr.PURPOSE_SIGNS), sigma=sigma, fwd=fwd, inv=inv)
+    else:
+        _torch_tables(spec, full, key, sigma, fwd, inv_rows, device)
     if tail:
         rho = wr.tail_positions(tail, key, permute=spec.permute, device=device)
         negative = _signs(spec, full * width, tail, device)
@@ -118,6 +115,22 @@ def build_element_wiring(spec, device: torch.device) -> ElementWiring:
     starts = torch.tensor([s.offset for s in spec.segments] + [total], dtype=torch.int64)
     scales = torch.tensor([s.scale for s in spec.segments], dtype=torch.float64)
     return ElementWiring(bits, fwd, inv, base, start, starts, scales)
+
+
+def _torch_tables(spec, full: int, key: int, sigma: torch.Tensor, fwd: torch.Tensor, inv_rows: torch.Tensor,
+                  device) -> None:
+    """The int16 tables of the full chunks with torch operations, ``_BATCH_CHUNKS`` chunks at a time (the path
+    without the compiled kernel, and the reference it is tested against)."""
+    bits = wr.TILE_BITS
+    width = 1 << bits
+    for first in range(0, full, _BATCH_CHUNKS):
+        count = min(_BATCH_CHUNKS, full - first)
+        rho = wr.within_chunk_positions(first, count, bits, key, permute=spec.permute, device=device)
+        within = torch.arange(width, dtype=torch.int64, device=device).expand(count, width)
+        negative = _signs(spec, first * width, count * width, device).view(count, width)
+        fwd[first * width:(first + count) * width] = _codes(rho, negative).view(-1)
+        rows = torch.empty(count, width, dtype=torch.int16, device=device)
+        inv_rows[sigma[first:first + count]] = rows.scatter_(1, rho, _codes(within, negative))
 
 
 def _signs(spec, first: int, count: int, device) -> torch.Tensor:

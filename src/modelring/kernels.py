@@ -85,6 +85,8 @@ def _load() -> ctypes.CDLL:
                                                               ptr, ctypes.c_int]
         getattr(lib, f"modelring_backward_{name}").argtypes = [ptr, ptr, i64, i64, ptr, ctypes.c_int, ptr,
                                                                ctypes.c_int]
+    lib.modelring_element_tables.argtypes = [i64, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_int, i64, ptr, ptr, ptr,
+                                             ctypes.c_int]
     return lib
 
 
@@ -125,3 +127,15 @@ def backward(slot_src: torch.Tensor, slot_scale: torch.Tensor, inv: torch.Tensor
     getattr(library(), f"modelring_backward_{_FLOATS[out.dtype]}")(
         slot_src.data_ptr(), slot_scale.data_ptr(), inv.numel(), out.numel(), inv.data_ptr(), bits, out.data_ptr(),
         torch.get_num_threads())
+
+
+def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
+                   sigma: torch.Tensor, fwd: torch.Tensor, inv: torch.Tensor) -> None:
+    """Fill the int16 tables of the first ``chunks`` full chunks (``fwd``, and ``inv`` at each chunk's slot
+    ``sigma``) from the integer hash, as ``elementwise.build_element_wiring``'s torch loop does (tested equal)."""
+    if len(chunk_keys) != 4 or not 1 <= bits <= 15:  # the kernel's compile-time rounds; 15-bit offsets
+        raise ValueError(f"the compiled tables take 4 round keys and 1..15 bits, got {len(chunk_keys)} and {bits}")
+    keys = torch.tensor(chunk_keys, dtype=torch.int64)
+    slots = sigma.to(torch.int64).contiguous()  # kept alive in a name until the call returns
+    library().modelring_element_tables(chunks, bits, keys.data_ptr(), int(permute), int(reflect), sign_key,
+                                       slots.data_ptr(), fwd.data_ptr(), inv.data_ptr(), torch.get_num_threads())

@@ -170,8 +170,12 @@ def within_chunk_positions(first: int, count: int, bits: int, key: int, *, permu
     if not permute or bits < 2:  # a Feistel network needs two halves
         return r.clone()
     q = torch.arange(first, first + count, dtype=torch.int64, device=device)[:, None]
-    round_keys = [hash32(q ^ derive_key(key, 0xC2, round_)) for round_ in range(_FEISTEL_ROUNDS)]
-    return _feistel(r, bits, round_keys)
+    return _feistel(r, bits, [hash32(q ^ k) for k in chunk_round_keys(key)])
+
+
+def chunk_round_keys(key: int) -> list[int]:
+    """The keys K_r of rho_q's Feistel rounds; chunk q's round r uses hash32(q ^ K_r)."""
+    return [derive_key(key, 0xC2, round_) for round_ in range(_FEISTEL_ROUNDS)]
 
 
 def tail_positions(length: int, key: int, *, permute: bool = True,
