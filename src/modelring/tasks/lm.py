@@ -9,7 +9,7 @@ evaluates and selects on validation (``val_*`` columns), otherwise on test, as c
 Metrics of ``evaluate``: ``loss``, the mean cross-entropy in nats per predicted token; ``bpb``, bits per byte,
 (nats summed over the split's tokens) / (bytes those tokens stand for) / ln 2, which is comparable across
 tokenizers (for bytes it is ``loss / ln 2``); ``count``, predicted tokens; ``bytes``. A model whose logits are
-uniform over 256 bytes scores exactly 8 bits per byte.
+uniform over 256 bytes scores 8 bits per byte (to float32 rounding).
 
 Throughput: ``batch_size`` is the number of predicted tokens of a batch, so the loop's ``images_per_s`` column and
 its progress bar count tokens per second here (``unit``: ``tok``); ``train.batch_size`` counts windows of
@@ -103,8 +103,8 @@ class LMTask(Task):
         for batch in loader:
             inputs, targets = self.to_device(batch, device, False)
             logits = model(inputs).float()
-            nats += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
-                                    reduction="sum").item()
+            losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
+            nats += losses.double().sum().item()  # float64 sums: a split of millions of tokens loses no digits
             kept = targets[targets != IGNORE]
             tokens += kept.numel()
             nbytes += kept.numel() if token_bytes is None else int(token_bytes.to(device)[kept].sum())
