@@ -24,7 +24,11 @@ def cmd_list_models(args) -> int:
 
 
 def cmd_count(args) -> int:
-    model = create_model(args.model, num_classes=args.num_classes)
+    from .models import model_info
+
+    # a language model has no classes (its vocabulary is a builder argument)
+    classes = {} if model_info(args.model).task == "lm" else {"num_classes": args.num_classes}
+    model = create_model(args.model, **classes)
     if args.ring_size is not None:
         convert(model, parse_value(args.ring_size), seed=args.seed, exclude=args.exclude or None, block=args.block)
     elif args.wiring:
@@ -92,6 +96,7 @@ def cmd_eval(args) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of a run")
     cfg = load_config(run_dir / "config.yaml", args.overrides)
+    cfg["out"]["dir"] = str(run_dir)  # where the run is now (a moved run still finds its BPE tokenizer)
     model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
     print(evaluate_model(cfg, model))
     return 0

@@ -95,6 +95,7 @@ def test_byte_level_reads_any_bytes(tmp_path):
     ("missing", "no text at"),
     ("empty", "is empty"),
     ("short", "too short.*lm.context \\+ 1 = 65"),
+    ("tiny", "too short"),
     ("no_text", "holds no \\*.txt file"),
     ("fifo", "not a regular file"),
     ("glob", "matches no file"),
@@ -107,6 +108,8 @@ def test_bad_text_inputs_are_clear_errors(tmp_path, case, message):
         write(root / "a.txt", "")
     elif case == "short":
         write(root / "a.txt", "x" * 300)  # test block 30 bytes < 65
+    elif case == "tiny":
+        write(root / "a.txt", "xy")  # the test block rounds to nothing
     elif case == "no_text":
         write(root / "a.csv", "1,2,3")
     elif case == "fifo":

@@ -130,3 +130,15 @@ def test_lm_refuses_a_classifier_a_missing_corpus_and_a_contradicting_context(co
     assert main(["train", RECIPE, f"data.root={corpus}", f"out.dir={tmp_path / 'c'}", *TINY,
                  "model.kwargs={context: 8}"]) == 2
     assert "model.kwargs.context=8 but lm.context gives 16" in capsys.readouterr().err
+
+
+def test_count_and_eval_read_language_models(corpus, tmp_path, capsys):
+    assert main(["count", "gpt_tiny", "--ring-size", "0.05"]) == 0
+    assert "DoF 197,146 of 1,878,144" in capsys.readouterr().out
+    assert train(corpus, tmp_path / "run", "train.epochs=1") == 0
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    capsys.readouterr()
+    assert main(["eval", str(moved)]) == 0
+    report = json.loads((moved / "report.json").read_text())
+    assert f"val bits per byte {report['val_bpb']:.4f}" in capsys.readouterr().out

@@ -113,7 +113,9 @@ class ByteStream:
             pieces.append(self.maps[i][local:local + take])
             start += take
             i += 1
-        return np.concatenate(pieces) if len(pieces) != 1 else np.asarray(pieces[0])
+        if not pieces:
+            return np.zeros(0, dtype=np.uint8)
+        return np.concatenate(pieces) if len(pieces) > 1 else np.asarray(pieces[0])
 
 
 class View:
