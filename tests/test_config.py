@@ -141,6 +141,8 @@ DEFAULTS = {
              "threshold": 0.5, "optimizer": "adam"},
     "multitask": {"num_classes": 13, "test_areas": ["area_5a", "area_5b"], "depth_loss": "l1", "normal_loss": "cosine",
                   "depth_weight": 1.0, "normal_weight": 1.0, "semantic_weight": 0.5, "select": "depth_rmse"},
+    "lm": {"files": None, "tokenizer": "bytes", "vocab_size": 4096, "context": 256, "test_fraction": 0.1,
+           "optimizer": "adamw"},
 }
 
 

@@ -12,5 +12,5 @@ from .wiring import WIRING_VERSION
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_TYPES", "WIRING_VERSION", "convert", "count_params", "create_model", "fit", "is_converted",
-           "list_models", "load", "materialize", "plan_rings", "prune_rings", "quantize_rings", "register_model", "rings_by_prefix", "rings_per_stage",
-           "save", "wiring_report"]
+           "list_models", "load", "materialize", "plan_rings", "prune_rings", "quantize_rings", "register_model",
+           "rings_by_prefix", "rings_per_stage", "save", "wiring_report"]

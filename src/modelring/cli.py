@@ -24,7 +24,11 @@ def cmd_list_models(args) -> int:
 
 
 def cmd_count(args) -> int:
-    model = create_model(args.model, num_classes=args.num_classes)
+    from .models import model_info
+
+    # a language model has no classes (its vocabulary is a builder argument)
+    classes = {} if model_info(args.model).task == "lm" else {"num_classes": args.num_classes}
+    model = create_model(args.model, **classes)
     if args.ring_size is not None:
         convert(model, parse_value(args.ring_size), seed=args.seed, exclude=args.exclude or None, block=args.block)
     elif args.wiring:
@@ -98,8 +102,36 @@ def cmd_eval(args) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of a run")
     cfg = load_config(run_dir / "config.yaml", args.overrides)
+    cfg["out"]["dir"] = str(run_dir)  # where the run is now (a moved run still finds its BPE tokenizer)
     model = load(Path(args.model) if args.model else run_dir / "best.safetensors")
     print(evaluate_model(cfg, model))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    """Print what a language-model run's model writes after a prompt (the run's tokenizer and final model)."""
+    from .data.text import load_tokenizer
+    from .io import load
+    from .tasks.lm import generate
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass the out.dir of an lm run")
+    cfg = load_config(run_dir / "config.yaml")
+    if cfg["task"]["name"] != "lm":
+        raise ValueError(f"{run_dir} is a {cfg['task']['name']} run; modelring sample reads language-model runs "
+                         "(task.name: lm)")
+    path = Path(args.model) if args.model else run_dir / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (a run writes model.safetensors when it ends); pass "
+                                f"--model {run_dir / 'best.safetensors'} to sample the best model so far")
+    model = load(path)
+    model = materialize(model) if count_params(model).ring else model  # plain weights: no generation per token
+    tokenizer = load_tokenizer(cfg["lm"]["tokenizer"], run_dir)
+    prompt = tokenizer.encode(args.prompt or "\n")
+    ids = generate(model, prompt, tokens=args.tokens, context=cfg["lm"]["context"], temperature=args.temperature,
+                   top_k=args.top_k, seed=args.seed)
+    print(tokenizer.decode(prompt + ids))
     return 0
 
 
@@ -184,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train from a YAML recipe, e.g. configs/fmnist_resnet20_rpg.yaml",
-                       description="Train the task of the recipe (task.name: classification, pose, multitask). Overrides are dotted key=value pairs parsed as YAML, "
+                       description="Train the task of the recipe (task.name: classification, pose, multitask, lm). Overrides are dotted key=value pairs parsed as YAML, "
                                    "e.g. ring.size=0.05 train.epochs=3 data.root=/data/cifar; unknown keys "
                                    "are refused. Writes logs, last.pt, best/model.safetensors to out.dir.")
     p.add_argument("config", help="YAML recipe (see configs/)")
@@ -212,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/elsewhere")
     p.add_argument("--model", help="model file to evaluate instead of RUN/best.safetensors")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("sample", help="print what a language-model run's model writes after a prompt",
+                       description="Continue --prompt with the final model of an lm run (RUN/model.safetensors) "
+                                   "and the run's tokenizer; the same --seed gives the same text. Invalid UTF-8 in "
+                                   "what the model writes is printed as U+FFFD.")
+    p.add_argument("run", help="the run folder (out.dir of an lm run)")
+    p.add_argument("--prompt", default="", help="text to continue (default: a newline)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens to sample (bytes for a byte-level run)")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 picks the likeliest")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="model file to sample instead of RUN/model.safetensors")
+    p.set_defaults(func=cmd_sample)
     p = sub.add_parser("export", help="materialize a model file to plain weights (and ONNX)")
     p.add_argument("model", help="a .safetensors file written by modelring (e.g. RUN/best.safetensors)")
     p.add_argument("out", help="output .safetensors with plain (dense) weights")

@@ -8,8 +8,9 @@ silently). Override values are parsed as YAML scalars, so ``train.epochs=3``, ``
 
 ``method`` picks how the model is trained, any method registered in ``modelring.methods``: ``rpg`` (the ``ring``
 section), ``hashednets`` (the ``ring`` section, one ring per layer, every weight hashed to its own bucket),
-``dense``, ``prune-global`` and ``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still read, translated by
-``resolve_legacy`` as ``compat.LEGACY`` declares, with a ``FutureWarning`` once per key per process:
+``dense``, ``prune-global`` and ``prune-layerwise`` (the ``prune`` section). Keys of earlier releases are still
+read, translated by ``resolve_legacy`` as ``compat.LEGACY`` declares, with a ``FutureWarning`` once per key per
+process:
 ``ring.enabled: false`` -> ``method: dense``, ``prune.enabled: true`` -> ``method: prune-global``,
 ``pose.variant`` -> ``pose.reuse`` + ``method`` (so run folders and checkpoints written before stay usable).
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .vocab import OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, WIRING_MODES
+from .vocab import OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, TOKENIZERS, WIRING_MODES
 
 
 def registered_methods() -> tuple[str, ...]:
@@ -103,7 +103,8 @@ _LIMIT = Rule("int", "null", low=1, note="a positive number of samples or null (
 
 # What each section is for (the order of KEYS is the order of default_config()).
 SECTIONS = {
-    "task": "task.name picks the task (modelring.tasks: classification, pose, multitask); one loop trains them all",
+    "task": "task.name picks the task (modelring.tasks: classification, pose, multitask, lm); one loop trains them "
+            "all",
     "model": "the network: a registered model and its builder's keyword arguments",
     "ring": "rpg and hashednets: ring size and wiring",
     "data": "the data set, how it is read and augmented, and which part of it is used",
@@ -113,6 +114,7 @@ SECTIONS = {
              "(ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards",
     "pose": "task section, read only by the pose task's loop (issue 5)",
     "multitask": "task section, read only by the multitask task's loop (issue 6)",
+    "lm": "task section, read only by the lm task (causal language modelling on text files, issue 24)",
 }
 
 KEYS = (
@@ -151,13 +153,14 @@ KEYS = (
     Key("data.channels", None, _OPT_COUNT, "repeat gray images to this many channels, e.g. 3 (null: as stored)"),
     Key("data.augment", True, _FLAG, "augment the training images (crop, flip; pose: rotation, scale)"),
     Key("data.image_size", 224, Rule("int", low=8), "side of the images of ImageNet-style and 2D-3D-S data"),
-    Key("data.train_limit", None, _LIMIT, "use only this many training samples (null: all)"),
-    Key("data.test_limit", None, _LIMIT, "use only this many test samples (null: all)"),
+    Key("data.train_limit", None, _LIMIT, "use only this many training samples (lm: windows per epoch) (null: all)"),
+    Key("data.test_limit", None, _LIMIT, "use only this many test samples (lm: evaluation windows) (null: all)"),
     Key("data.val_size", None, Rule("int", "number", "null", low=0, low_open=True,
                                     note="null, a number of training images >= 1, or a fraction in (0, 1)"),
         "(classification) hold out this many training images (int) or this fraction (float), chosen by a fixed "
         "keyed permutation (the same for every seed); the run then trains on the rest and evaluates / selects on "
-        "them (val_* columns), never on the test set"),
+        "them (val_* columns), never on the test set; lm: a block of bytes (int) or of the text (float) just before "
+        "the test block"),
     # train
     Key("train.epochs", 3, Rule("int", low=1, note="a whole number of epochs >= 1"), "passes over the training set"),
     Key("train.batch_size", 128, _COUNT, "training batch size (per process under DDP)"),
@@ -215,6 +218,17 @@ KEYS = (
     Key("multitask.semantic_weight", 0.5, _NONNEG, "weight of the segmentation loss"),
     Key("multitask.select", "depth_rmse", Rule(choices=("depth_rmse", "normal_angle", "normal_rmse", "miou")),
         "the test metric that picks the best model"),
+    # lm
+    Key("lm.files", None, Rule("list", "null"),
+        "file names or globs inside data.root to read (null: data.root itself if a file, else its *.txt files)"),
+    Key("lm.tokenizer", "bytes", Rule(choices=TOKENIZERS),
+        "bytes: one token per byte, vocabulary 256, any bytes valid; bpe: byte-level BPE trained on the training "
+        "split (needs the tokenizers package)"),
+    Key("lm.vocab_size", 4096, Rule("int", low=257), "vocabulary of the BPE tokenizer (lm.tokenizer=bpe only)"),
+    Key("lm.context", 256, _COUNT, "tokens the model sees (its context; passed to the model builder)"),
+    Key("lm.test_fraction", 0.1, Rule("number", low=0, high=0.5, low_open=True),
+        "the test block: this last fraction of the text (bytes)"),
+    Key("lm.optimizer", "adamw", Rule(choices=OPTIMIZERS), "the optimizer of lm runs"),
 )
 
 

@@ -28,7 +28,7 @@ __getattr__ = moved_names(__name__, {
     "_install_hooks": "modelring.bank:install_hooks",
     **dict.fromkeys(("SCALE_RULES", "select_targets", "ring_scales", "target_std"), "modelring.plan"),
     "_segments": "modelring.plan:segments_of",
-    **dict.fromkeys(("BYTE_SIZE", "resolve_ring_size", "split_proportional", "RingSize"), "modelring.sizes"),
+    **dict.fromkeys(("BYTE_SIZE", "resolve_ring_size", "split_proportional"), "modelring.sizes"),
     **dict.fromkeys(("EXTRA", "encode_spec", "decode_spec", "spec_mismatch"), "modelring.spec"),
     "_readable_spec": "modelring.spec:readable_spec",
     "LEGACY_SPEC_KEY": "modelring.spec:FILE_SPEC_KEY", "LEGACY_RING_PREFIX": "modelring.spec:FILE_RING_PREFIX",

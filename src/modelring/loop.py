@@ -135,7 +135,7 @@ def _fit(task: Task, cfg: dict, out: Path, d: Dist, resume: bool, log) -> dict:
         if bank is not None and d.main:
             append_jsonl(out / "grad_energy.jsonl", {"epoch": epoch + 1, **stage_energy(model, bank.energy)})
         log(f"epoch {epoch + 1}/{tc['epochs']}: train loss {stats['loss']:.4f} {task.epoch_line(row)} | "
-            f"{stats['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s")
+            f"{stats['images_per_s']:.0f} {task.unit}/s, {row['epoch_s']:.0f} s")
     if test is None and d.world == 1 and (out / "report.json").is_file() and (out / "model.safetensors").is_file():
         # a finished run resumed: nothing was trained, so its final model and report stay as they are (with several
         # processes every rank evaluates below instead, so that their collectives stay matched; the rewritten
@@ -175,7 +175,8 @@ def _dotted(cfg: dict, key: str):
 def train_one_epoch(net: nn.Module, task: Task, loader, opt, sched, scaler, epoch: int, cfg: dict,
                     device: torch.device, d: Dist = Dist()) -> dict:
     """One pass over the training batches: the loss and the task's training fields (means over every rank's
-    samples) and images per second (all ranks). A method's per-step work rides on ``opt`` as a step hook."""
+    samples) and images (``task.unit``: tokens for lm) per second (all ranks). A method's per-step work rides on
+    ``opt`` as a step hook."""
     tc, start = cfg["train"], time.perf_counter()
     sums, count = dict.fromkeys(("loss", *task.train_fields), 0.0), 0
     net.train()
@@ -196,7 +197,7 @@ def train_one_epoch(net: nn.Module, task: Task, loader, opt, sched, scaler, epoc
         count += n
         if hasattr(bar, "set_postfix"):  # this rank's view: no collective inside the loop
             bar.set_postfix(**{k: f"{v / count:.3f}" for k, v in sums.items()}, lr=f"{opt.param_groups[0]['lr']:.4f}",
-                            img_s=f"{d.world * count / (time.perf_counter() - start):.0f}")
+                            **{f"{task.unit}_s": f"{d.world * count / (time.perf_counter() - start):.0f}"})
     totals = all_sum([*sums.values(), count], d)
     n = max(totals[-1], 1)
     return {**{k: v / n for k, v in zip(sums, totals)}, "count": int(totals[-1]),

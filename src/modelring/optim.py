@@ -1,5 +1,5 @@
-"""Optimizer and learning-rate schedule of a run: explicit parameter groups (rings, everything else), SGD or Adam,
-and the schedule (``train.schedule``) evaluated at fractional epochs, stepped once per optimizer step."""
+"""Optimizer and learning-rate schedule of a run: explicit parameter groups (rings, everything else), SGD, Adam or
+AdamW, and the schedule (``train.schedule``) evaluated at fractional epochs, stepped once per optimizer step."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,7 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: dict, steps_per_epoch: int, name: str = "sgd", *,
                     setting: str = "the optimizer"):
-    """(optimizer, per-step LambdaLR) over ``param_groups``: SGD with ``train.momentum``/``nesterov``, or Adam;
+    """(optimizer, per-step LambdaLR) over ``param_groups``: SGD with ``train.momentum``/``nesterov``, Adam or AdamW;
     the learning rate follows ``train.schedule`` (see ``lr_factor``) at fractional epochs."""
     tc = cfg["train"]
     if name == "sgd":
@@ -32,6 +32,8 @@ def build_optimizer(model: nn.Module, cfg: dict, steps_per_epoch: int, name: str
                               nesterov=tc["nesterov"] and tc["momentum"] > 0)
     elif name == "adam":
         opt = torch.optim.Adam(param_groups(model, cfg), lr=tc["lr"])
+    elif name == "adamw":  # decoupled weight decay (Loshchilov & Hutter 2019), the transformers' usual optimizer
+        opt = torch.optim.AdamW(param_groups(model, cfg), lr=tc["lr"])
     else:
         raise ValueError(f"{setting} must be {' or '.join(OPTIMIZERS)}, got {name!r}")
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step / steps_per_epoch, tc))

@@ -18,4 +18,6 @@ SCALE_RULES = ("fan_in", "fan_out")
 # owner: optim.py (lr_factor): learning-rate schedules
 SCHEDULES = ("cosine", "paper", "step", "constant")
 # owner: optim.py (build_optimizer): optimizers a task may ask for
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# owner: data/text.py (load_corpus; data/ imports no vocabulary, so it spells them out): lm task tokenizers
+TOKENIZERS = ("bytes", "bpe")

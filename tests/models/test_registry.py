@@ -52,13 +52,14 @@ def test_forward_backward(name):
 
 def test_models_declare_task_and_input_size():
     assert {name: model_info(name).task for name in list_models() if model_info(name).task != "classification"} \
-        == {"pose_cpm": "pose", "multitask_net": "multitask"}
+        == {"pose_cpm": "pose", "multitask_net": "multitask", "gpt_tiny": "lm", "gpt_small": "lm", "gpt_medium": "lm"}
     assert model_info("resnet18").input_size == (3, 224, 224) and model_info("resnet20").input_size == (3, 32, 32)
     for name in list_models():  # the declared input size runs (ImageNet sizes too, at batch 1)
         c, h, w = model_info(name).input_size
         model = create_model(name).eval()
+        x = torch.zeros(c * h, w, dtype=torch.long) if model_info(name).task == "lm" else torch.zeros(1, c, h, w)
         with torch.no_grad():
-            out = model(torch.zeros(1, c, h, w))
+            out = model(x)  # language models read (batch, length) token ids: input_size is (1, 1, context)
         assert all(torch.isfinite(v).all() for v in (out.values() if isinstance(out, dict) else [out])), name
         stages = model.stage_names()  # every model names its stages (one local ring per stage)
         assert stages and all(s in dict(model.named_modules()) for s in stages), name

@@ -86,7 +86,7 @@ def test_a_registered_task_trains_with_the_one_loop(toy_task, method, tmp_path):
 
 
 def test_unknown_and_duplicate_task_names_are_refused():
-    with pytest.raises(ValueError, match="task.name must be one of classification, multitask, pose"):
+    with pytest.raises(ValueError, match="task.name must be one of classification, lm, multitask, pose"):
         get_task("detection")
     with pytest.raises(ValueError, match="already registered"):
         register_task(get_task("pose"))

@@ -9,5 +9,6 @@ from .registry import ModelInfo, create_model, list_models, model_info, register
 from . import cifar_resnet, imagenet_resnet  # noqa: F401  (import registers the models)
 from . import multitask  # noqa: F401
 from . import pose  # noqa: F401  (pose_cpm, issue 5)
+from . import gpt  # noqa: F401  (gpt_tiny, gpt_small, gpt_medium: the lm task, issue 24)
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

@@ -32,7 +32,8 @@ class ModelInfo:
     Attributes:
         task: the task whose outputs it produces (``classification`` models meet the classifier contract:
             ``forward_features``, ``forward_head(pre_logits=)``, ``reset_classifier``, ``num_features``).
-        input_size: (channels, height, width) of the input it was designed for (other sizes may work).
+        input_size: (channels, height, width) of the input it was designed for (other sizes may work); a language
+            model (task ``lm``) declares (1, 1, context): one sequence of ``context`` token ids.
     """
 
     task: str = "classification"

@@ -1,4 +1,5 @@
-"""Tasks: what differs between classification, pose estimation and multi-task dense regression.
+"""Tasks: what differs between classification, pose estimation, multi-task dense regression and language
+modelling.
 
 ``TASKS`` maps ``task.name`` to a ``Task`` (``modelring.tasks.base``); ``modelring.loop`` trains any of them with
 one loop. ``register_task`` adds one.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from .base import Task
 from .classification import ClassificationTask
+from .lm import LMTask
 from .multitask.task import MultitaskTask
 from .pose.task import PoseTask
 
@@ -28,7 +30,7 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-for _task in (ClassificationTask(), PoseTask(), MultitaskTask()):
+for _task in (ClassificationTask(), PoseTask(), MultitaskTask(), LMTask()):
     register_task(_task)
 
 __all__ = ["TASKS", "Task", "get_task", "register_task"]

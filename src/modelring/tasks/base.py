@@ -24,7 +24,9 @@ class Task:
         name: the ``task.name`` that selects it.
         train_fields: per-sample means reported by ``training_loss`` beside the loss (``train_<field>`` columns).
         test_fields: scalar metrics of ``evaluate`` logged every epoch (``test_<field>`` columns).
-        optimizer_key: dotted config key naming the optimizer (sgd or adam), or None for SGD.
+        optimizer_key: dotted config key naming the optimizer (sgd, adam or adamw), or None for SGD.
+        unit: what ``batch_size`` counts, as the progress bar and the epoch line write its rate (``img/s``; the
+            ``images_per_s`` column holds that rate whatever the unit: tokens per second for ``lm``).
         write_synthetic: optional ``(out, *, train, test, seed, image_size) -> summary`` writing a procedural data
             set in the task's real on-disk layout (``modelring make-data``).
     """
@@ -33,6 +35,7 @@ class Task:
     train_fields: ClassVar[tuple[str, ...]] = ()
     test_fields: ClassVar[tuple[str, ...]] = ()
     optimizer_key: ClassVar[str | None] = None
+    unit: ClassVar[str] = "img"
     write_synthetic: ClassVar[Callable[..., str] | None] = None
 
     def check(self, cfg: dict) -> None:
@@ -61,6 +64,7 @@ class Task:
         raise NotImplementedError
 
     def batch_size(self, batch: Any) -> int:
+        """How many samples (``unit``) a batch holds: the loss is averaged and the throughput counted in them."""
         raise NotImplementedError
 
     def training_loss(self, model: nn.Module, batch: Any, cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
