@@ -16,8 +16,10 @@ def test_an_optimizer_made_before_convert_is_a_clear_error_on_its_first_step():
     with pytest.raises(RuntimeError, match="created before modelring.convert"):
         early.step()
     late = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.modelring.ring0.weight.detach().clone()
     late.step()  # the right order: no complaint, the ring moves
-    assert model.modelring.ring0.weight.grad is not None
+    assert model.modelring.ring0.weight.grad.abs().sum() > 0
+    assert not torch.equal(model.modelring.ring0.weight, before)
 
 
 def test_the_guard_remembers_a_replaced_weight_only_while_something_holds_it():

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from procs import kill_marked, kill_tagged, run_bounded, spawn_ranks
@@ -37,6 +38,8 @@ def test_kill_marked_matches_whole_command_line_arguments_only():
     target = subprocess.Popen([sys.executable, "-c", script, "out.dir=/tmp/run-a"])
     bystander = subprocess.Popen([sys.executable, "-c", script, "out.dir=/tmp/run-ab"])
     try:
+        for proc, marker in ((target, b"out.dir=/tmp/run-a"), (bystander, b"out.dir=/tmp/run-ab")):
+            _wait_for_exec(proc.pid, marker)  # until exec, /proc shows the parent's command line (a loaded machine)
         assert kill_marked("out.dir=/tmp/run-a") == 1
         assert target.wait(timeout=30) == -signal.SIGKILL
         assert bystander.poll() is None
@@ -45,6 +48,13 @@ def test_kill_marked_matches_whole_command_line_arguments_only():
         target.kill()
         bystander.wait()
         target.wait()
+
+
+def _wait_for_exec(pid: int, marker: bytes, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+        assert time.monotonic() < deadline, f"process {pid} did not exec within {timeout} s"
+        time.sleep(0.01)
 
 
 def _sleeper(rank, port, folder):
