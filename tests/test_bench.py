@@ -37,3 +37,15 @@ def test_floor_benchmark_writes_json(tmp_path, monkeypatch):
     assert [r["kernel"] for r in result["rows"]] == ["compiled", "compiled", "torch"]
     assert result["rows"][1]["held_bytes_per_virtual"] < 4.07 < result["rows"][2]["held_bytes_per_virtual"]
     assert "modelring_compiled_int16" in result["forward_variants"]
+
+
+def test_gpu_check_runs_on_the_cpu_as_a_smoke_run(tmp_path):
+    import gpu_check
+
+    out = tmp_path / "gpu.json"
+    assert gpu_check.main(["--device", "cpu", "--small", "--steps", "1", "--repeat", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for row in result["correctness"].values():  # on the CPU the "device" is the CPU: exact by construction
+        assert row["weights_equal_cpu"] and row["ring_grad_max_abs_diff_cpu"] == 0.0
+        assert row["backward_bitwise_repeatable"]
+    assert result["generation"]["forward_x_copy"] > 0 and result["gpt_step"]["ratio"] > 0
