@@ -173,3 +173,19 @@ def test_compiled_tables_equal_the_torch_tables(permute, reflect, monkeypatch):
         wiring = build_element_wiring(spec, torch.device("cpu"))
         tables.append((wiring.fwd, wiring.inv))
     assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
+
+
+def test_recompute_holds_no_table_between_forward_and_backward_and_matches_the_cache():
+    """Recompute mode builds the forward's table, drops it, and builds the inverse only inside the backward."""
+    cached, recompute = (make_spec(CHUNKY, 5000, seed=5, wiring=mode) for mode in ("cached", "recompute"))
+    results = []
+    for spec in (cached, recompute):
+        ring = torch.randn(5000, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        weights = RingGenerator(spec).weights(ring)
+        if spec.wiring == "recompute":
+            waiting = weights[0].grad_fn.wiring  # what autograd keeps until the backward
+            assert waiting.fwd is None and waiting.inv is None and waiting.base.numel() < spec.total // 100
+        torch.autograd.backward(weights, [torch.ones_like(w) for w in weights])
+        results.append(([w.detach() for w in weights], ring.grad))
+    assert all(torch.equal(a, b) for a, b in zip(results[0][0], results[1][0]))
+    assert torch.equal(results[0][1], results[1][1])

@@ -181,11 +181,13 @@ void element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int per
                 // (q*B + r) ^ key on the low 32 bits: q*B is a multiple of B > r, so the sum is an or
                 sign[r] = reflect ? static_cast<uint16_t>((hash32(first ^ static_cast<uint32_t>(r)) >> 31) << 15) : 0;
             }
-            uint16_t* f = reinterpret_cast<uint16_t*>(fwd) + q * width;
-            uint16_t* v = reinterpret_cast<uint16_t*>(inv) + sigma[q] * width;
-            for (int64_t r = 0; r < width; r++) {
-                f[r] = code[r] | sign[r];
-                v[code[r]] = static_cast<uint16_t>(r) | sign[r];
+            if (fwd != nullptr) {  // either table may be skipped (the recompute wiring builds one at a time)
+                uint16_t* f = reinterpret_cast<uint16_t*>(fwd) + q * width;
+                for (int64_t r = 0; r < width; r++) f[r] = code[r] | sign[r];
+            }
+            if (inv != nullptr) {
+                uint16_t* v = reinterpret_cast<uint16_t*>(inv) + sigma[q] * width;
+                for (int64_t r = 0; r < width; r++) v[code[r]] = static_cast<uint16_t>(r) | sign[r];
             }
         }
         delete[] code;

@@ -16,6 +16,7 @@ no compiler) the plain-torch code below computes bitwise the same values.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -32,19 +33,20 @@ class ElementWiring:
     """The element-wise wiring of one ring on one device (see the module docstring for the tables)."""
 
     bits: int
-    fwd: torch.Tensor      # int16, T
-    inv: torch.Tensor      # int16, T
+    fwd: torch.Tensor | None  # int16, T (None: not built, or dropped after the forward in recompute mode)
+    inv: torch.Tensor | None  # int16, T (None: built when the backward needs it, in recompute mode)
     base: torch.Tensor     # int64, one per chunk: ring entry where its tile starts
     start: torch.Tensor    # int64, one per tile: first weight of the chunk on it
     starts: torch.Tensor   # int64, L + 1 layer offsets (CPU)
     scales: torch.Tensor   # float64, L layer scales c_i (CPU)
     chunks: "ChunkSources | None" = None  # where each chunk's gradient lives (compiled backward, built lazily)
+    spec: object = None  # what the missing table is rebuilt from (recompute mode)
 
     workspace_bytes = 0  # nothing is kept between steps besides the tables
 
     def tensors(self) -> list[torch.Tensor]:
-        """The wiring tensors (what ranks compare); ``nbytes`` adds the lazily built chunk tables."""
-        return [self.fwd, self.inv, self.base, self.start]
+        """The wiring tensors built (what ranks compare); ``nbytes`` adds the lazily built chunk tables."""
+        return [t for t in (self.fwd, self.inv, self.base, self.start) if t is not None]
 
     @property
     def nbytes(self) -> int:
@@ -86,8 +88,15 @@ def _codes(offsets: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
     return (offsets - negative.to(torch.int64) * (1 << 15)).to(torch.int16)
 
 
-def build_element_wiring(spec, device: torch.device) -> ElementWiring:
-    """The int16 tables and chunk tables of an element-wise spec, from the integer hash."""
+def build_element_wiring(spec, device: torch.device, *, tables: tuple[str, ...] = ("fwd", "inv")) -> ElementWiring:
+    """The int16 tables and chunk tables of an element-wise spec, from the integer hash.
+
+    Args:
+        spec: the ring's spec.
+        device: where the tables live.
+        tables: which T-sized tables to build: ``fwd`` (the forward reads it), ``inv`` (the backward reads it).
+            The recompute wiring builds one at a time, so that no more than 2 B per weight exist at once.
+    """
     bits, total = wr.TILE_BITS, spec.total
     width = 1 << bits
     full, tail = divmod(total, width)
@@ -98,39 +107,43 @@ def build_element_wiring(spec, device: torch.device) -> ElementWiring:
     start = torch.empty(chunks, dtype=torch.int64, device=device)
     base[:full] = sigma * width % spec.size  # ring entry where each chunk's tile starts
     start[sigma] = torch.arange(full, dtype=torch.int64, device=device) * width
-    fwd = torch.empty(total, dtype=torch.int16, device=device)
-    inv = torch.empty(total, dtype=torch.int16, device=device)
-    inv_rows = inv[:full * width].view(full, width)
+    fwd = torch.empty(total, dtype=torch.int16, device=device) if "fwd" in tables else None
+    inv = torch.empty(total, dtype=torch.int16, device=device) if "inv" in tables else None
     if device.type == "cpu" and kernels.library() is not None:  # the same tables, fused (bench/convert.py)
         kernels.element_tables(full, bits, wr.chunk_round_keys(key), permute=spec.permute, reflect=spec.reflect,
                                sign_key=spec.key(wr.PURPOSE_SIGNS), sigma=sigma, fwd=fwd, inv=inv)
     else:
-        _torch_tables(spec, full, key, sigma, fwd, inv_rows, device)
+        _torch_tables(spec, full, key, sigma, fwd, inv, device)
     if tail:
         rho = wr.tail_positions(tail, key, permute=spec.permute, device=device)
         negative = _signs(spec, full * width, tail, device)
         base[full], start[full] = full * width % spec.size, full * width
-        fwd[full * width:] = _codes(rho, negative)
-        inv[full * width:][rho] = _codes(torch.arange(tail, device=device), negative)
+        if fwd is not None:
+            fwd[full * width:] = _codes(rho, negative)
+        if inv is not None:
+            inv[full * width:][rho] = _codes(torch.arange(tail, device=device), negative)
     starts = torch.tensor([s.offset for s in spec.segments] + [total], dtype=torch.int64)
     scales = torch.tensor([s.scale for s in spec.segments], dtype=torch.float64)
-    return ElementWiring(bits, fwd, inv, base, start, starts, scales)
+    return ElementWiring(bits, fwd, inv, base, start, starts, scales, spec=spec)
 
 
-def _torch_tables(spec, full: int, key: int, sigma: torch.Tensor, fwd: torch.Tensor, inv_rows: torch.Tensor,
-                  device) -> None:
+def _torch_tables(spec, full: int, key: int, sigma: torch.Tensor, fwd: torch.Tensor | None,
+                  inv: torch.Tensor | None, device) -> None:
     """The int16 tables of the full chunks with torch operations, ``_BATCH_CHUNKS`` chunks at a time (the path
-    without the compiled kernel, and the reference it is tested against)."""
+    without the compiled kernel, and the reference it is tested against); a table given as None is skipped."""
     bits = wr.TILE_BITS
     width = 1 << bits
+    inv_rows = inv[:full * width].view(full, width) if inv is not None else None
     for first in range(0, full, _BATCH_CHUNKS):
         count = min(_BATCH_CHUNKS, full - first)
         rho = wr.within_chunk_positions(first, count, bits, key, permute=spec.permute, device=device)
         within = torch.arange(width, dtype=torch.int64, device=device).expand(count, width)
         negative = _signs(spec, first * width, count * width, device).view(count, width)
-        fwd[first * width:(first + count) * width] = _codes(rho, negative).view(-1)
-        rows = torch.empty(count, width, dtype=torch.int16, device=device)
-        inv_rows[sigma[first:first + count]] = rows.scatter_(1, rho, _codes(within, negative))
+        if fwd is not None:
+            fwd[first * width:(first + count) * width] = _codes(rho, negative).view(-1)
+        if inv_rows is not None:
+            rows = torch.empty(count, width, dtype=torch.int16, device=device)
+            inv_rows[sigma[first:first + count]] = rows.scatter_(1, rho, _codes(within, negative))
 
 
 def _signs(spec, first: int, count: int, device) -> torch.Tensor:
@@ -177,6 +190,8 @@ class ElementGenerate(torch.autograd.Function):
             kernels.forward(ring, wiring.fwd, wiring.base, wiring.bits, wiring.starts, outs, wiring.scales)
         else:
             _torch_forward(ring, wiring, outs)
+        if wiring.inv is None:  # recompute mode: the backward builds its own table; nothing T-sized waits for it
+            wiring.fwd = None
         ctx.wiring, ctx.size = wiring, ring.numel()
         ctx.set_materialize_grads(True)
         return tuple(outs)
@@ -185,6 +200,9 @@ class ElementGenerate(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         wiring, size = ctx.wiring, ctx.size
+        if wiring.inv is None:  # recompute mode: the inverse table lives only while this backward runs
+            built = build_element_wiring(wiring.spec, wiring.base.device, tables=("inv",))
+            wiring = dataclasses.replace(wiring, inv=built.inv)
         if kernels.usable(grads[0]):
             return _compiled_backward(wiring, grads, size), None, None, None
         starts, scales = wiring.starts.tolist(), wiring.scales.tolist()

@@ -29,10 +29,12 @@ __getattr__ = moved_names(__name__, {"Segment": "modelring.spec", "RingSpec": "m
                                      "MAX_ENTRIES": "modelring.spec", "ring_dict_problems": "modelring.spec"})
 
 
-def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype) -> Wiring | ElementWiring:
-    """Compute the wiring of ``spec`` from the integer hash (no random generator involved)."""
+def build_wiring(spec: RingSpec, device: torch.device, dtype: torch.dtype, *,
+                 tables: tuple[str, ...] = ("fwd", "inv")) -> Wiring | ElementWiring:
+    """Compute the wiring of ``spec`` from the integer hash (no random generator involved); ``tables`` says which
+    element-wise tables to build (the block layout always builds all of its wiring)."""
     if spec.element_wise:
-        return build_element_wiring(spec, device)
+        return build_element_wiring(spec, device, tables=tables)
     return build_block_wiring(spec, device, dtype)
 
 
@@ -67,8 +69,8 @@ class RingGenerator:
 
     def wiring(self, device: torch.device, dtype: torch.dtype) -> Wiring:
         """The wiring on this device/dtype: kept (cached mode, one device at a time) or rebuilt (recompute)."""
-        if self.spec.wiring == "recompute":
-            return build_wiring(self.spec, device, dtype)
+        if self.spec.wiring == "recompute":  # the forward's table only; the backward builds its own (elementwise)
+            return build_wiring(self.spec, device, dtype, tables=("fwd",))
         key = (device, dtype)
         if key not in self._wiring:
             self._wiring = {key: build_wiring(self.spec, device, dtype)}

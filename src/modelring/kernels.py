@@ -130,12 +130,14 @@ def backward(slot_src: torch.Tensor, slot_scale: torch.Tensor, inv: torch.Tensor
 
 
 def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
-                   sigma: torch.Tensor, fwd: torch.Tensor, inv: torch.Tensor) -> None:
+                   sigma: torch.Tensor, fwd: torch.Tensor | None, inv: torch.Tensor | None) -> None:
     """Fill the int16 tables of the first ``chunks`` full chunks (``fwd``, and ``inv`` at each chunk's slot
-    ``sigma``) from the integer hash, as ``elementwise.build_element_wiring``'s torch loop does (tested equal)."""
+    ``sigma``; a table given as None is skipped) from the integer hash, as ``elementwise.build_element_wiring``'s
+    torch loop does (tested equal)."""
     if len(chunk_keys) != 4 or not 1 <= bits <= 15:  # the kernel's compile-time rounds; 15-bit offsets
         raise ValueError(f"the compiled tables take 4 round keys and 1..15 bits, got {len(chunk_keys)} and {bits}")
     keys = torch.tensor(chunk_keys, dtype=torch.int64)
     slots = sigma.to(torch.int64).contiguous()  # kept alive in a name until the call returns
     library().modelring_element_tables(chunks, bits, keys.data_ptr(), int(permute), int(reflect), sign_key,
-                                       slots.data_ptr(), fwd.data_ptr(), inv.data_ptr(), torch.get_num_threads())
+                                       slots.data_ptr(), fwd.data_ptr() if fwd is not None else None,
+                                       inv.data_ptr() if inv is not None else None, torch.get_num_threads())
