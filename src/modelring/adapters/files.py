@@ -2,7 +2,9 @@
 
 One safetensors file (format ``modelring-adapter-1``): tensor ``adapter.<name>.<ring>`` per ring (and
 ``adapter.<name>.<ring>.gain`` with trainable scales), ``trained.<parameter>`` for each model parameter an adapter
-left trainable (``train=``), and JSON metadata: per adapter its ring specs (the ``RingSpec`` codec of model files),
+left trainable (``train=``), ``buffer.<name>`` for each of the model's persistent buffers (BatchNorm statistics: a
+forward in train mode updates them, so without them the reloaded model would not be the trained one; they are small
+next to the weights, and a model without buffers has none), and JSON metadata: per adapter its ring specs (the ``RingSpec`` codec of model files),
 ``trainable_scale``, the trained names and ``base_sha256`` (``base_fingerprint`` of the base it was trained on),
 plus which adapter is active. ``modelring.io`` writes and reads it (``save`` / ``load`` / ``load_adapter``).
 """
@@ -13,7 +15,7 @@ import json
 import torch
 from torch import nn
 
-from ..spec import ADAPTER_FORMAT, RingSpec
+from ..spec import ADAPTER_FORMAT, EXTRA, RingSpec
 from .bank import base_fingerprint, get_adapters
 from .verbs import apply_adapter, set_adapter
 
@@ -34,6 +36,7 @@ def adapter_file_contents(model: nn.Module, metadata: dict[str, str] | None = No
         adapters.append({"name": name, "rings": [spec.to_dict() for spec in adapter.specs],
                          "trainable_scale": adapter.trainable_scale, "trained": adapter.trained,
                          "base_sha256": base_fingerprint(params, adapter.specs)})
+    tensors |= {f"buffer.{k}": t for k, t in model_buffers(model).items()}
     tensors = {k: t.detach().cpu().contiguous().clone() for k, t in tensors.items()}
     meta = {"format": ADAPTER_FORMAT, "adapters": json.dumps({"active": bank.active, "adapters": adapters},
                                                              sort_keys=True),
@@ -61,6 +64,9 @@ def restore_adapters(path, tensors: dict[str, torch.Tensor], meta: dict[str, str
                              f"{found[:16]}... here; load it onto the exact base it was trained on")
         expected |= _check_tensors(path, entry, specs, tensors, params)
         plans.append((entry, specs))
+    buffers = model_buffers(model)
+    _check_buffers(path, buffers, tensors)
+    expected |= {f"buffer.{k}" for k in buffers}
     if set(tensors) != expected:
         raise ValueError(f"{path}: tensors {sorted(set(tensors) - expected)[:5]} are not part of its adapters; the "
                          "file is damaged or was edited")
@@ -75,7 +81,26 @@ def restore_adapters(path, tensors: dict[str, torch.Tensor], meta: dict[str, str
                     ring.gain.copy_(tensors[f"adapter.{entry['name']}.{ring.spec.name}.gain"])
             for pname in entry["trained"]:
                 params[pname].copy_(tensors[f"trained.{pname}"])
+    with torch.no_grad():
+        for name, buffer in buffers.items():
+            buffer.copy_(tensors[f"buffer.{name}"])
     return set_adapter(model, active)
+
+
+def model_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's persistent buffers by state_dict name (what a state_dict holds besides parameters)."""
+    params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    return {k: v for k, v in model.state_dict(keep_vars=True).items() if k not in params and not k.endswith(EXTRA)}
+
+
+def _check_buffers(path, buffers: dict, tensors: dict) -> None:
+    for name, buffer in buffers.items():
+        t = tensors.get(f"buffer.{name}")
+        if t is None or t.dtype != buffer.dtype or t.shape != buffer.shape or (
+                t.is_floating_point() and not torch.isfinite(t).all()):
+            raise ValueError(f"{path}: buffer {name!r} of this model ({buffer.dtype}, {tuple(buffer.shape)}) is "
+                             "missing from the file or differs in dtype or shape; pass the base model the adapter "
+                             "was trained on")
 
 
 def _adapter_entries(path, meta: dict) -> tuple[list[dict], str]:
