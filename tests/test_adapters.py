@@ -59,7 +59,8 @@ def test_zero_start_is_the_base_exactly_and_the_ring_still_gets_a_gradient(kind)
 
 
 @pytest.mark.parametrize("kind, options", [("resnet", {}), ("gpt", {"scale": "fan_in", "trainable_scale": True}),
-                                           ("resnet", {"rings": "per_stage", "trainable_scale": True})])
+                                           ("resnet", {"rings": "per_stage", "trainable_scale": True}),
+                                           ("gpt", {"include": ["tok_emb.weight", nn.Linear]})])  # a tied embedding
 def test_adapted_output_is_the_base_plus_the_reference_delta_exactly(kind, options):
     base, x = base_and_input(kind)
     model = mr.adapt(copy.deepcopy(base), 0.01, **options)
