@@ -60,7 +60,8 @@ def test_zero_start_is_the_base_exactly_and_the_ring_still_gets_a_gradient(kind)
 
 @pytest.mark.parametrize("kind, options", [("resnet", {}), ("gpt", {"scale": "fan_in", "trainable_scale": True}),
                                            ("resnet", {"rings": "per_stage", "trainable_scale": True}),
-                                           ("gpt", {"include": ["tok_emb.weight", nn.Linear]})])  # a tied embedding
+                                           ("gpt", {"include": ["tok_emb.weight", nn.Linear]}),  # a tied embedding
+                                           ("resnet", {"wiring": "recompute", "sampling": "independent"})])
 def test_adapted_output_is_the_base_plus_the_reference_delta_exactly(kind, options):
     base, x = base_and_input(kind)
     model = mr.adapt(copy.deepcopy(base), 0.01, **options)
@@ -212,6 +213,10 @@ def test_clear_errors():
         mr.adapt(copy.deepcopy(base), 100, train=["head.*"])
     with pytest.raises(ValueError, match="lazy"):
         mr.adapt(nn.Sequential(nn.LazyLinear(3)), 2, strict=False)
+    counter = nn.Linear(2, 2)
+    counter.register_parameter("steps", nn.Parameter(torch.zeros(3, dtype=torch.long), requires_grad=False))
+    with pytest.raises(ValueError, match="only floating-point"):
+        mr.adapt(counter, 2, include=["steps"])
     with pytest.raises(ValueError, match="merge\\(\\) needs a model adapted"):
         mr.merge(base)
 
