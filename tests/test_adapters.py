@@ -164,8 +164,8 @@ def test_count_params_reports_the_trainable_adapter_and_the_frozen_base_apart():
     counts = mr.count_params(model)
     adapted = sum(s.numel for s in get_adapters(model).current().specs[0].segments)
     fc = sum(p.numel() for p in model.fc.parameters())
-    assert (counts.ring, counts.scales, counts.adapted, counts.base) == (250, len(model.modelring_adapters.default
-                                                                                  .ring0.spec.segments), adapted, adapted)
+    layers = len(model.modelring_adapters.default.ring0.spec.segments)
+    assert (counts.ring, counts.scales, counts.adapted, counts.base) == (250, layers, adapted, adapted)
     assert counts.dof == 250 + counts.scales + fc
     assert counts.virtual == dense.virtual and counts.frozen == dense.virtual - fc
     assert counts.dense_bytes == dense.bytes and "frozen base" in str(counts)

@@ -127,7 +127,8 @@ def count_params(model: nn.Module) -> ParamCount:
     Returns:
         A ``ParamCount``; ``print()`` it for a readable summary.
     """
-    state, rings_named, gains = get_state(model), ring_names(model) | adapter_ring_names(model), adapter_gain_names(model)
+    state, gains = get_state(model), adapter_gain_names(model)
+    rings_named = ring_names(model) | adapter_ring_names(model)
     ring = free = dof = nbytes = scales = adapter_bytes = 0
     for name, p in model.named_parameters():  # deduplicated: a shared tensor counts once
         nbytes += p.numel() * p.element_size()

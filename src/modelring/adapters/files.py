@@ -4,7 +4,8 @@ One safetensors file (format ``modelring-adapter-1``): tensor ``adapter.<name>.<
 ``adapter.<name>.<ring>.gain`` with trainable scales), ``trained.<parameter>`` for each model parameter an adapter
 left trainable (``train=``), ``buffer.<name>`` for each of the model's persistent buffers (BatchNorm statistics: a
 forward in train mode updates them, so without them the reloaded model would not be the trained one; they are small
-next to the weights, and a model without buffers has none), and JSON metadata: per adapter its ring specs (the ``RingSpec`` codec of model files),
+next to the weights, and a model without buffers has none), and JSON metadata: per adapter its ring specs (the
+``RingSpec`` codec of model files),
 ``trainable_scale``, the trained names and ``base_sha256`` (``base_fingerprint`` of the base it was trained on),
 plus which adapter is active. ``modelring.io`` writes and reads it (``save`` / ``load`` / ``load_adapter``).
 """
