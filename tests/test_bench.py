@@ -49,3 +49,12 @@ def test_gpu_check_runs_on_the_cpu_as_a_smoke_run(tmp_path):
         assert row["weights_equal_cpu"] and row["ring_grad_max_abs_diff_cpu"] == 0.0
         assert row["backward_bitwise_repeatable"]
     assert result["generation"]["forward_x_copy"] > 0 and result["gpt_step"]["ratio"] > 0
+
+
+def test_adapter_benchmark_writes_json(tmp_path):
+    import adapters
+
+    out = tmp_path / "adapters.json"
+    adapters.main(["--ranks", "1", "--rounds", "1", "--batch", "1", "--length", "8", "--out", str(out)])
+    row = json.loads(out.read_text())["cases"][0]
+    assert row["trainable"] == 12_288 and row["ring_s"] > 0 and row["lora_s"] > 0  # equal trainable counts

@@ -11,7 +11,7 @@ PACKAGE = ROOT / "src" / "modelring"
 
 LEAVES = {"keys", "atomic", "vocab", "sizes", "wiring", "spec"}
 CORE = LEAVES | {"kernels", "elementwise", "blockwise", "generate", "compat", "guard", "bank", "plan", "convert",
-                 "count", "io", "diagnose", "prune", "reuse", "quantize"}
+                 "count", "io", "diagnose", "prune", "reuse", "quantize", "adapters"}
 ABOVE_CORE = {"loop", "tasks", "data", "sweep", "cli", "methods", "runfiles", "distributed", "optim"}
 TORCH_FREE = {"keys", "atomic", "vocab", "sizes", "compat", "config", "config_keys"}  # importable before torch
 

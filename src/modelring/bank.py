@@ -17,7 +17,7 @@ from torch import nn
 
 from .compat import LegacyStateDictHook
 from .generate import RingGenerator
-from .spec import BANK, EXTRA, RingSpec, encode_spec, readable_spec, spec_mismatch
+from .spec import BANK, EXTRA, HIDDEN_CHILDREN, RingSpec, encode_spec, readable_spec, spec_mismatch
 
 
 class Ring(nn.Module):
@@ -66,6 +66,8 @@ class RingBank(nn.Module):
     ``owners[i][k]`` lists the (module, attribute) pairs that receive ring i's k-th generated tensor (a tied
     weight has several); the modules belong to the model and are not registered here.
     """
+
+    attribute = BANK  # the root's child it is (checked by the root's EnterHook)
 
     def __init__(self, rings: list[Ring], owners: list[list[list[tuple[nn.Module, str]]]]):
         super().__init__()
@@ -138,16 +140,16 @@ class ContainerChildren(dict):
     ``to`` and loading walk) does. The class of the container is unchanged."""
 
     def __iter__(self):
-        return (key for key in dict.__iter__(self) if key != BANK)
+        return (key for key in dict.__iter__(self) if key not in HIDDEN_CHILDREN)
 
     def __len__(self) -> int:
-        return dict.__len__(self) - (BANK in self)
+        return dict.__len__(self) - sum(key in self for key in HIDDEN_CHILDREN)
 
     def keys(self):
-        return [key for key in dict.keys(self) if key != BANK]
+        return [key for key in dict.keys(self) if key not in HIDDEN_CHILDREN]
 
     def values(self):
-        return [module for key, module in dict.items(self) if key != BANK]
+        return [module for key, module in dict.items(self) if key not in HIDDEN_CHILDREN]
 
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -163,8 +165,8 @@ class EnterHook:
         self.root = root
 
     def __call__(self, module, args):
-        if self.root and module._modules.get(BANK) is not self.state:
-            raise RuntimeError(f"the ring bank {BANK!r} is no longer a child of this {type(module).__name__}: deleting "
+        if self.root and module._modules.get(self.state.attribute) is not self.state:
+            raise RuntimeError(f"the ring bank {self.state.attribute!r} is no longer a child of this {type(module).__name__}: deleting "
                                "or popping a layer of a converted nn.Sequential/nn.ModuleList rebuilds its children "
                                "without it, so its rings would no longer be trained or saved; edit the model before "
                                "modelring.convert, or materialize it (modelring.materialize), edit, and convert again")
@@ -218,9 +220,11 @@ def _run_hooks_eagerly() -> None:
             hook.__call__ = call
 
 
-def install_hooks(model: nn.Module, state: RingBank) -> None:
+def install_hooks(model: nn.Module, state: RingBank, *, legacy: bool = True) -> None:
     """The hooks that generate weights on entry and detach them on exit (see the module docstring), on the root
-    and on every module above a generated weight, and the root's legacy state-dict hook."""
+    and on every module above a generated weight, and (``legacy``) the root's legacy state-dict hook. ``state`` is
+    a ``RingBank`` or anything with its ``attribute``, ``owners``, ``handles``, ``depth`` and ``write_weights``
+    (the adapters' bank)."""
     _run_hooks_eagerly()
     owner_modules = {id(m) for owners in state.owners for seg in owners for m, _ in seg}
     enter, leave = EnterHook(state), ExitHook(state)
@@ -228,7 +232,8 @@ def install_hooks(model: nn.Module, state: RingBank) -> None:
         hook = EnterHook(state, root=True) if module is model else enter
         state.handles.append(module.register_forward_pre_hook(hook))
         state.handles.append(module.register_forward_hook(leave, always_call=True))
-    state.handles.append(model.register_load_state_dict_pre_hook(LegacyStateDictHook()))
+    if legacy:
+        state.handles.append(model.register_load_state_dict_pre_hook(LegacyStateDictHook()))
 
 
 def _ancestors_of(model: nn.Module, owner_ids: set[int]) -> list[nn.Module]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .vocab import OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, TOKENIZERS, WIRING_MODES
+from .vocab import ADAPTER_INITS, OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, TOKENIZERS, WIRING_MODES
 
 
 def registered_methods() -> tuple[str, ...]:
@@ -110,6 +110,8 @@ SECTIONS = {
     "data": "the data set, how it is read and augmented, and which part of it is used",
     "train": "optimisation, schedule, precision, threads and device of the run",
     "out": "where and how the run writes its files",
+    "adapter": "adapter: fine-tune a pretrained model through a ring adapter (modelring.adapt); the ring's size, "
+               "seed, targets and wiring come from the ring section, what only adapters have from here",
     "prune": "prune-global / prune-layerwise: keep = count / fraction of the weights RPG would generate "
              "(ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards",
     "pose": "task section, read only by the pose task's loop (issue 5)",
@@ -191,6 +193,15 @@ KEYS = (
     # out
     Key("out.dir", "runs/default", Rule("str", note="a folder for the run's files"), "the run folder"),
     Key("out.tensorboard", True, _FLAG, "TensorBoard logs too (when tensorboard is installed)"),
+    # adapter
+    Key("adapter.base", None, Rule("str", "null", note="a path to a modelring model file"),
+        "the pretrained model the adapter fine-tunes: a file written by modelring.save (a run's model.safetensors); "
+        "its weights are loaded into the task's model, which must be built the same way (model.name, model.kwargs)"),
+    Key("adapter.init", "zeros", Rule(choices=ADAPTER_INITS),
+        "zeros: the adapted model starts as the base exactly; random: the ring's usual start (ring.init_std)"),
+    Key("adapter.trainable_scale", False, _FLAG, "train each adapted layer's scale c_i too (one scalar per layer)"),
+    Key("adapter.train", None, Rule("list", "null"),
+        "parameter-name globs of the model's own parameters left trainable, e.g. [fc.*] (null: only the adapter)"),
     # prune
     Key("prune.keep", 0.05, _SIZE, "weights kept: a count, a fraction or bytes of the weights RPG would generate"),
     Key("prune.at", 0.5, _FRACTION, "prune after this fraction of all training steps"),

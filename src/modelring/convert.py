@@ -18,7 +18,7 @@ from .generate import initial_ring
 from .guard import watch_replaced
 from .plan import DEFAULT_TYPES, plan_rings, rings_by_prefix, rings_per_stage  # noqa: F401 (the public verbs' kin)
 from .sizes import RingSize
-from .spec import RingSpec
+from .spec import ADAPTERS, RingSpec
 
 # names that lived here before planning, the ring bank, the spec, sizes and the guard got rooms of their own
 __getattr__ = moved_names(__name__, {
@@ -83,6 +83,9 @@ def convert(model: nn.Module, ring_size: RingSize | None = None, *, seed: int = 
     if is_converted(model):
         raise ValueError("this model is already converted; call modelring.materialize(model) to get a plain "
                          "model first, or convert a fresh model")
+    if any(ADAPTERS in m._modules for m in model.modules()):
+        raise ValueError("this model carries ring adapters (modelring.adapt); merge them first "
+                         "(modelring.merge(model)), then convert the plain model")
     inner = next((name for name, m in model.named_modules() if name and is_converted(m)), None)
     if inner is not None:
         raise ValueError(f"submodule {inner!r} is already converted; convert the whole model once (use rings= "

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .adapters.bank import adapter_gain_names, adapter_ring_names, get_adapters
 from .bank import get_state, ring_names
+from .spec import ADAPTERS
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class ParamCount:
             computed from the specs: the figure to compare with the dense model's memory. See
             ``held_bytes_per_virtual``.
         dead: ring entries that no weight reads.
+        scales: trainable per-layer scales of ring adapters (``adapt(trainable_scale=True)``), not in ``free``.
+        base: frozen base weights under ring adapters (counted in ``free`` and ``frozen``, never in ``dof``).
+        adapted: weights the active adapter adds a delta to.
     """
 
     dof: int
@@ -71,6 +76,9 @@ class ParamCount:
     dead: int
     rings: list[RingCount] = field(default_factory=list)
     layers: list[LayerCount] = field(default_factory=list)
+    scales: int = 0
+    base: int = 0
+    adapted: int = 0
 
     @property
     def dof_fraction(self) -> float:
@@ -78,8 +86,10 @@ class ParamCount:
 
     @property
     def held_bytes_per_virtual(self) -> float:
-        """Bytes kept between steps per generated weight (about 4.06 element-wise cached, 0 recompute)."""
-        return self.held_bytes / self.generated if self.generated else 0.0
+        """Bytes kept between steps per generated (or adapted) weight (about 4.06 element-wise cached, 0
+        recompute)."""
+        weights = self.generated + self.adapted
+        return self.held_bytes / weights if weights else 0.0
 
     def table(self) -> str:
         """The per-layer table as aligned text."""
@@ -97,6 +107,9 @@ class ParamCount:
                  + f"; generated {self.generated:,}; buffers {self.buffers:,}",
                  f"  parameter bytes {self.bytes:,} vs dense {self.dense_bytes:,}; held between steps by "
                  f"generation {self.held_bytes:,} B ({self.held_bytes_per_virtual:.2f} B per generated weight)"]
+        if self.base:
+            lines.append(f"  ring adapter: {self.adapted:,} weights adapted, frozen base {self.base:,}"
+                         + (f", trainable scales {self.scales:,}" if self.scales else ""))
         for r in self.rings:
             lines.append(f"  {r.name}: N={r.size:,} T={r.total:,} reuse {r.reuse:.2f}"
                          + (f", {r.dead:,} dead entries (N > T)" if r.dead else ""))
@@ -114,16 +127,22 @@ def count_params(model: nn.Module) -> ParamCount:
     Returns:
         A ``ParamCount``; ``print()`` it for a readable summary.
     """
-    state, rings_named = get_state(model), ring_names(model)
-    ring = free = dof = nbytes = 0
+    state, gains = get_state(model), adapter_gain_names(model)
+    rings_named = ring_names(model) | adapter_ring_names(model)
+    ring = free = dof = nbytes = scales = adapter_bytes = 0
     for name, p in model.named_parameters():  # deduplicated: a shared tensor counts once
         nbytes += p.numel() * p.element_size()
         dof += p.numel() if p.requires_grad else 0
         if name in rings_named:
             ring += p.numel()
+        elif name in gains:
+            scales += p.numel()
         else:
             free += p.numel()
-    frozen = free - sum(p.numel() for n, p in model.named_parameters() if n not in rings_named and p.requires_grad)
+        if name in gains or (name in rings_named and name.startswith(ADAPTERS)):
+            adapter_bytes += p.numel() * p.element_size()
+    frozen = free - sum(p.numel() for n, p in model.named_parameters()
+                        if n not in rings_named and n not in gains and p.requires_grad)
     rings, layers, generated, generated_bytes, wiring_bytes, workspace_bytes, held = [], [], 0, 0, 0, 0, 0
     for i, gen in enumerate(state.generators if state else []):
         spec, elem = gen.spec, state.ring(i).element_size()
@@ -135,9 +154,29 @@ def count_params(model: nn.Module) -> ParamCount:
         wiring_bytes += gen.wiring_bytes()
         workspace_bytes += gen.workspace_bytes()
         held += gen.held_bytes(elem)
+    base, adapted = _adapter_counts(model, rings)
+    for module in [r for a in get_adapters(model).adapters.values() for r in a.rings] if base else []:
+        wiring_bytes += module.generator.wiring_bytes()
+        workspace_bytes += module.generator.workspace_bytes()
+        held += module.generator.held_bytes(module.weight.element_size())
     buffers = sum(b.numel() for b in model.buffers())
     return ParamCount(dof=dof, ring=ring, free=free, frozen=frozen,
                       virtual=generated + free, generated=generated, buffers=buffers, bytes=nbytes,
-                      dense_bytes=nbytes + generated_bytes, wiring_bytes=wiring_bytes,
+                      dense_bytes=nbytes + generated_bytes - adapter_bytes, wiring_bytes=wiring_bytes,
                       workspace_bytes=workspace_bytes, held_bytes=held,
-                      dead=sum(r.dead for r in rings), rings=rings, layers=layers)
+                      dead=sum(r.dead for r in rings), rings=rings, layers=layers, scales=scales, base=base,
+                      adapted=adapted)
+
+
+def _adapter_counts(model: nn.Module, rings: list[RingCount]) -> tuple[int, int]:
+    """(frozen base scalars under every adapter, weights the active adapter adapts); appends a ``RingCount`` per
+    adapter ring to ``rings`` (named ``<adapter>/<ring>``)."""
+    bank = get_adapters(model)
+    if bank is None:
+        return 0, 0
+    params = dict(model.named_parameters())
+    base = {seg.name: params[seg.name].numel() for a in bank.adapters.values() for s in a.specs for seg in s.segments}
+    for name, adapter in bank.adapters.items():
+        rings += [RingCount(f"{name}/{s.name}", s.size, s.total, s.total / s.size, max(0, s.size - s.total))
+                  for s in adapter.specs]
+    return sum(base.values()), sum(s.total for s in bank.current().specs)

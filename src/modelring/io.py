@@ -17,11 +17,13 @@ from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 from torch import nn
 
+from .adapters.bank import is_adapted
+from .adapters.files import adapter_file_contents, restore_adapters
 from .atomic import write_atomic
 from .bank import get_state
 from .convert import apply_specs, check_spec_fits
 from .quantize import DEFAULT_CHUNK, RingEncoding, decode_ring, ring_encoding, stored_ring
-from .spec import BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, spec_mismatch
+from .spec import ADAPTER_FORMAT, BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, spec_mismatch
 
 FILE_FORMAT = "modelring-1"
 ENCODED_FORMAT = "modelring-2"  # some ring stored as small integers / sparse (modelring.quantize); readers of
@@ -33,7 +35,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
     """Write a (converted or plain) model to one safetensors file.
 
     Args:
-        model: the model; a converted one is stored as rings + free tensors + spec, never as dense weights.
+        model: the model; a converted one is stored as rings + free tensors + spec, never as dense weights; an
+            adapted one (``modelring.adapt``) as its adapters only: rings, specs, the parameters it trains and a
+            fingerprint of the base, never the base (``load(path, model=base)`` puts them back on the base).
         path: destination file (conventionally ``*.safetensors``); replaced atomically.
         metadata: extra string key/values to store beside the spec.
         ring_bits: store every ring quantized to 8 or 4 bits (``ring_chunk`` entries per float32 scale), leaving
@@ -53,6 +57,23 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
     return path
 
 
+def load_adapter(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Put the adapters of an adapter file (``save`` of an adapted model) back on their base model.
+
+    Args:
+        path: the adapter file.
+        model: the base model the adapters were trained on (plain, or already carrying other adapters); refused,
+            unchanged, when its adapted weights differ from the base's (SHA-256 fingerprint in the file).
+
+    Returns:
+        ``model``, adapted, with the file's active adapter applied.
+    """
+    tensors, meta = read_file(path)
+    if meta.get("format") != ADAPTER_FORMAT:
+        raise ValueError(f"{path} is a model file, not an adapter file; read it with modelring.load")
+    return restore_adapters(path, tensors, meta, model)
+
+
 def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None, ring_bits: int | None = None,
                ring_chunk: int | None = DEFAULT_CHUNK) -> int:
     """Bytes ``save(model, path, ...)`` would write, computed in memory (nothing touches the disk)."""
@@ -63,6 +84,10 @@ def saved_size(model: nn.Module, *, metadata: dict[str, str] | None = None, ring
 def _file_contents(model: nn.Module, metadata: dict[str, str] | None, ring_bits: int | None = None,
                    ring_chunk: int | None = DEFAULT_CHUNK) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the metadata of a model file."""
+    if is_adapted(model):
+        if ring_bits is not None:
+            raise ValueError("ring_bits is for converted models; an adapter file stores its rings as they are")
+        return adapter_file_contents(model, metadata)
     state_dict, state = model.state_dict(), get_state(model)
     spec = state.spec() if state is not None else None
     if ring_bits is not None and state is None:
@@ -154,10 +179,10 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
-    if meta.get("format") not in (FILE_FORMAT, ENCODED_FORMAT):
+    if meta.get("format") not in (FILE_FORMAT, ENCODED_FORMAT, ADAPTER_FORMAT):
         raise ValueError(f"{path} is a safetensors file but not a modelring model file (format "
-                         f"{meta.get('format')!r}, expected {FILE_FORMAT!r} or {ENCODED_FORMAT!r}); save it with "
-                         "modelring.save")
+                         f"{meta.get('format')!r}, expected {FILE_FORMAT!r}, {ENCODED_FORMAT!r} or "
+                         f"{ADAPTER_FORMAT!r}); save it with modelring.save")
     return tensors, meta
 
 
@@ -173,7 +198,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         path: the safetensors file.
         model: optional model to fill: an unconverted model of the same architecture (converted here with the
             file's spec) or an already converted one with the same spec. Without it, the model is rebuilt from
-            the registry name and kwargs stored in the file.
+            the registry name and kwargs stored in the file. For an adapter file, the base model (required):
+            see ``load_adapter``.
 
     Returns:
         The loaded model (on CPU), outputs identical to the saved one.
@@ -182,6 +208,11 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         ValueError: the file is unreadable, damaged, crafted, or does not fit ``model``.
     """
     tensors, meta = read_file(path)
+    if meta.get("format") == ADAPTER_FORMAT:
+        if model is None:
+            raise ValueError(f"{path} is an adapter file: it holds no base weights; pass the base model it was "
+                             "trained on, modelring.load(path, model=base)")
+        return restore_adapters(path, tensors, meta, model)
     spec = _json_field(path, meta, "spec", dict)
     rings = _ring_specs(path, spec) if spec else None
     for name, original in (_json_field(path, meta, "aliases", dict) or {}).items():

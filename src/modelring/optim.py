@@ -7,14 +7,16 @@ import math
 import torch
 from torch import nn
 
+from .adapters.bank import adapter_ring_names
 from .bank import ring_names
 from .vocab import OPTIMIZERS, SCHEDULES
 
 
 def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
-    """Explicit groups: rings (``train.ring_weight_decay``, default = weight_decay) and everything else."""
+    """Explicit groups: rings, adapter rings included (``train.ring_weight_decay``, default = weight_decay), and
+    everything else trainable."""
     tc = cfg["train"]
-    names = ring_names(model)
+    names = ring_names(model) | adapter_ring_names(model)
     rings = [p for n, p in model.named_parameters() if n in names and p.requires_grad]
     others = [p for n, p in model.named_parameters() if n not in names and p.requires_grad]
     ring_wd = tc["weight_decay"] if tc["ring_weight_decay"] is None else tc["ring_weight_decay"]

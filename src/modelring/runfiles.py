@@ -8,6 +8,7 @@ into unless the caller asked to resume it or to overwrite it; one writer at a ti
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .adapters import is_adapted, merge
 from .config import upgrade
 from .convert import materialize
 from .count import count_params
@@ -212,6 +214,8 @@ def save_final_model(model, out: Path) -> tuple[int, int]:
     """Write ``out/model.safetensors``; returns (its bytes, bytes of the same model saved dense)."""
     check_finite_state(model, "model.safetensors")
     checkpoint = save(model, out / "model.safetensors").stat().st_size
+    if is_adapted(model):  # an adapter file against the merged (plain) model it stands for
+        return checkpoint, saved_size(merge(copy.deepcopy(model)))
     return checkpoint, saved_size(materialize(model) if count_params(model).ring else model)
 
 

@@ -19,9 +19,12 @@ from . import wiring as wr
 from .vocab import SAMPLINGS, WIRING_MODES
 
 BANK = "modelring"  # the converted root's child module holding the rings
+ADAPTERS = "modelring_adapters"  # the adapted root's child module holding the adapters (modelring.adapters)
+HIDDEN_CHILDREN = (BANK, ADAPTERS)  # children a container root's own iteration must not see
 EXTRA = "_extra_state"  # torch's state_dict key of a module's get_extra_state()
 FILE_SPEC_KEY = "modelring_spec"  # model files: the spec of every ring, as one uint8 JSON tensor
 FILE_RING_PREFIX = "modelring_"  # model files: ring <name> is the tensor modelring_<name>
+ADAPTER_FORMAT = "modelring-adapter-1"  # adapter files: rings, specs and the base's fingerprint, never the base
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,5 @@ SCHEDULES = ("cosine", "paper", "step", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # owner: data/text.py (load_corpus; data/ imports no vocabulary, so it spells them out): lm task tokenizers
 TOKENIZERS = ("bytes", "bpe")
+# owner: adapters/bank.py (apply_adapter): how an adapter's ring starts (zeros: the adapted model is the base)
+ADAPTER_INITS = ("zeros", "random")

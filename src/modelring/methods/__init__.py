@@ -4,6 +4,7 @@
 - ``rpg``: converted to Recurrent Parameter Generators as the ``ring`` section says (size, wiring, local rings).
 - ``hashednets``: HashedNets (Chen et al. 2015): one ring per generated layer, every weight hashed on its own.
 - ``prune-global`` / ``prune-layerwise``: magnitude pruning of the weights RPG would generate (``modelring.prune``).
+- ``adapter``: fine-tuning of the pretrained model ``adapter.base`` through a ring adapter (``modelring.adapt``).
 
 Every method works for every task (``modelring.loop.fit``). Add one by subclassing ``Method`` and calling
 ``register_method``; ``get_method(name)`` is how the loop finds it.
@@ -14,6 +15,7 @@ import warnings
 
 from torch import nn
 
+from .adapter import Adapter
 from .base import METHODS, Method, get_method, list_methods, register_method, unregister_method
 from .pruning import GlobalPruning, LayerwisePruning, MagnitudePruning
 from .rings import RPG, HashedNets, convert_as
@@ -25,7 +27,7 @@ class Dense(Method):
     name = "dense"
 
 
-for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning()):
+for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning(), Adapter()):
     register_method(_method)
 
 
@@ -60,5 +62,5 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
                            scope=method.scope)
 
 
-__all__ = ["METHODS", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "Method", "RPG",
+__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "Method", "RPG",
            "apply_method", "convert_as", "get_method", "list_methods", "register_method", "unregister_method"]

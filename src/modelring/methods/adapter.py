@@ -1,0 +1,56 @@
+"""The ``adapter`` method: fine-tune a pretrained model through a ring adapter (``modelring.adapt``).
+
+The task builds its model as usual; ``adapter.base`` names a modelring model file (a dense run's
+``model.safetensors``, or a converted one, materialized here) whose weights are loaded into it; then the model is
+adapted with the ``ring`` section's size, seed, targets and wiring options and the ``adapter`` section's init,
+trainable scale and extra trainable parameters. Everything else stays frozen, so the run's DoF is the adapter's.
+The run's ``model.safetensors`` is then an adapter file: ``modelring.load(path, model=base)`` puts it back on the
+base.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..adapters import adapt
+from ..convert import materialize
+from ..count import count_params
+from ..io import load
+from .base import Method
+
+
+class Adapter(Method):
+    """Ring adapter fine-tuning of the checkpoint ``adapter.base``."""
+
+    name = "adapter"
+
+    def check(self, cfg: dict) -> None:
+        base = cfg["adapter"]["base"]
+        if base is None:
+            raise ValueError("method=adapter fine-tunes a pretrained model: set adapter.base to its model file "
+                             "(e.g. the model.safetensors of a method=dense run)")
+        if not Path(base).is_file():
+            raise ValueError(f"adapter.base={base!r}: no such file")
+
+    def apply(self, model: nn.Module, cfg: dict) -> nn.Module:
+        rc, ac = cfg["ring"], cfg["adapter"]
+        model = load(ac["base"], model=model)
+        if count_params(model).ring:  # a converted checkpoint: its generated weights become the plain base
+            model = materialize(model, inplace=True)
+        for param in model.parameters():  # the loaded base is a starting point, whatever its file said
+            param.requires_grad_(True)
+        return adapt(model, rc["size"], seed=rc["seed"], include=rc["include"], exclude=rc["exclude"] or None,
+                     rings=rc["rings"], permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"],
+                     scale=rc["scale"], init=ac["init"], init_std=rc["init_std"],
+                     trainable_scale=ac["trainable_scale"], train=ac["train"], wiring=rc["wiring"],
+                     block=rc["block"], strict=rc["strict"])
+
+    def attach(self, model: nn.Module, optimizer, cfg: dict, *, steps_per_epoch: int, start_step: int) -> str:
+        return cfg["adapter"]["base"]  # for the report
+
+    def report(self, model: nn.Module, base: str) -> dict:
+        """What was adapted and what stayed frozen (DoF is the loop's count: the trainable tensors)."""
+        counts = count_params(model)
+        return {"adapter_base": base, "adapted": counts.adapted, "adapter_scales": counts.scales,
+                "frozen_base": counts.base}
