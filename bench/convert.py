@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     gen = generate.RingGenerator(spec)
     gen.wiring(ring.device, ring.dtype)
     results["first_generation_s"] = best_of(args.repeat, lambda: (gen.clear(), gen.weights(ring)))
-    del gen, model
+    gen = model = None  # free them before the conversions below
 
     def convert_once():
         m = fresh()

@@ -80,7 +80,8 @@ def gpt_peaks(steps: int, threads: int) -> dict:
         row[f"rpg_{wiring}_peak_rss"] = rss
         row[f"rpg_{wiring}_ratio_above_baseline"] = (rss - base) / max(dense - base, 1)
     print(f"gpt_medium_b1x256 AdamW: peak above baseline dense {(dense - base) / 2**20:.0f} MiB "
-          f"({(dense - base) / weights:.1f} B per weight), rpg cached ratio {row['rpg_cached_ratio_above_baseline']:.2f}"
+          f"({(dense - base) / weights:.1f} B per weight), rpg cached ratio "
+          f"{row['rpg_cached_ratio_above_baseline']:.2f}"
           f", recompute {row['rpg_recompute_ratio_above_baseline']:.2f}", flush=True)
     return row
 

@@ -166,7 +166,8 @@ class EnterHook:
 
     def __call__(self, module, args):
         if self.root and module._modules.get(self.state.attribute) is not self.state:
-            raise RuntimeError(f"the ring bank {self.state.attribute!r} is no longer a child of this {type(module).__name__}: deleting "
+            raise RuntimeError(f"the ring bank {self.state.attribute!r} is no longer a child of this "
+                               f"{type(module).__name__}: deleting "
                                "or popping a layer of a converted nn.Sequential/nn.ModuleList rebuilds its children "
                                "without it, so its rings would no longer be trained or saved; edit the model before "
                                "modelring.convert, or materialize it (modelring.materialize), edit, and convert again")

@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train from a YAML recipe, e.g. configs/fmnist_resnet20_rpg.yaml",
-                       description="Train the task of the recipe (task.name: classification, pose, multitask, lm). Overrides are dotted key=value pairs parsed as YAML, "
+                       description="Train the task of the recipe (task.name: classification, pose, multitask, lm). "
+                                   "Overrides are dotted key=value pairs parsed as YAML, "
                                    "e.g. ring.size=0.05 train.epochs=3 data.root=/data/cifar; unknown keys "
                                    "are refused. Writes logs, last.pt, best/model.safetensors to out.dir.")
     p.add_argument("config", help="YAML recipe (see configs/)")

@@ -62,5 +62,6 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
                            scope=method.scope)
 
 
-__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "Method", "RPG",
-           "apply_method", "convert_as", "get_method", "list_methods", "register_method", "unregister_method"]
+__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning",
+           "Method", "RPG", "apply_method", "convert_as", "get_method", "list_methods", "register_method",
+           "unregister_method"]
