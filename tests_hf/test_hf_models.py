@@ -356,3 +356,31 @@ def test_readme_counts_are_these_models():
         assert f"{counts.generated:,} of {total:,}" in rows[cls] and f"DoF {counts.dof:,}" in rows[cls], rows[cls]
     tied = mr.count_params(mr.convert(build("gpt2"), 0.1, include=[Conv1D, "transformer.wte.weight"]))
     assert f"DoF {tied.dof:,} in the tiny model" in section
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_ring_adapter_fine_tunes_a_hugging_face_model_and_merges_exactly(family, tmp_path):
+    """mr.adapt on an unmodified transformers model: starts as the base, trains only the ring, merges exactly, and
+    its adapter file (ring + spec + base fingerprint) reloads onto a fresh copy of the base."""
+    torch.manual_seed(0)
+    base = build(family, dtype=torch.float64).eval()
+    pristine = copy.deepcopy(base)
+    inputs = batch(family)
+    before = base(**inputs).logits
+    model = mr.adapt(base, 0.05, **CONVERT[family])
+    assert torch.equal(model(**inputs).logits, before)  # a zero ring is exactly the base
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["modelring_adapters.default.ring0.weight"]  # the base, embeddings and norms frozen
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        model(**inputs).logits.square().mean().backward()
+        opt.step()
+    adapted = model(**inputs).logits
+    assert not torch.equal(adapted, before)
+    mr.save(model, tmp_path / "adapter.safetensors")
+    again = mr.load_adapter(tmp_path / "adapter.safetensors", copy.deepcopy(pristine)).eval()
+    assert torch.equal(again(**inputs).logits, adapted)
+    merged = mr.merge(model)
+    assert not mr.is_adapted(merged) and type(merged) is type(pristine)
+    torch.testing.assert_close(merged(**inputs).logits, adapted, rtol=0, atol=0)
