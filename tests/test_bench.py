@@ -58,3 +58,12 @@ def test_adapter_benchmark_writes_json(tmp_path):
     adapters.main(["--ranks", "1", "--rounds", "1", "--batch", "1", "--length", "8", "--out", str(out)])
     row = json.loads(out.read_text())["cases"][0]
     assert row["trainable"] == 12_288 and row["ring_s"] > 0 and row["lora_s"] > 0  # equal trainable counts
+
+
+def test_gpt_step_benchmark_writes_json(tmp_path):
+    import gpt_step
+
+    out = tmp_path / "gpt.json"
+    result = gpt_step.main(["--model", "gpt_tiny", "--steps", "1", "--tokens", "32", "--out", str(out)])
+    assert json.loads(out.read_text())["cached_ratio"] == result["cached_ratio"] > 0
+    assert result["recompute_s"] > 0 and result["machine"]["threads"] == 1
