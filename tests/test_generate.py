@@ -175,12 +175,17 @@ def test_compiled_tables_equal_the_torch_tables(permute, reflect, monkeypatch):
     assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
 
 
-def test_recompute_holds_no_table_between_forward_and_backward_and_matches_the_cache():
-    """Recompute mode builds the forward's table, drops it, and builds the inverse only inside the backward."""
-    cached, recompute = (make_spec(CHUNKY, 5000, seed=5, wiring=mode) for mode in ("cached", "recompute"))
+@pytest.mark.parametrize("permute, reflect", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recompute_holds_no_table_between_forward_and_backward_and_matches_the_cache(permute, reflect, dtype):
+    """Recompute mode builds the forward's table and drops it; its backward computes the inverse codes tile by tile
+    in the kernel (or builds the table inside the backward without it): the same weights and gradients, bitwise."""
+    cached, recompute = (make_spec(CHUNKY, 5000, seed=5, wiring=mode, permute=permute, reflect=reflect)
+                         for mode in ("cached", "recompute"))
+    assert cached.total % 512  # a short last chunk, whose tile the kernel reads from its own small table
     results = []
     for spec in (cached, recompute):
-        ring = torch.randn(5000, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        ring = torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=dtype, requires_grad=True)
         weights = RingGenerator(spec).weights(ring)
         if spec.wiring == "recompute":
             waiting = weights[0].grad_fn.wiring  # what autograd keeps until the backward

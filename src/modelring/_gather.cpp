@@ -101,35 +101,51 @@ void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, 
     }
 }
 
+// The inverse codes of one tile, read from the int16 table (the cached wiring)
+struct TableCodes {
+    const uint16_t* inv;
+    int bits;
+    void start() {}
+    void finish() {}
+    const uint16_t* tile(int64_t s) { return inv + (s << bits); }
+};
+
 // slot_src[s]: address of the gradient of the chunk whose tile is slot s (inside a layer's gradient, or a
-// copy for chunks that straddle layers), slot_scale[s]: its layer scale
-template <typename T>
-void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n, const int16_t* inv,
-              int bits, T* out, int threads) {
+// copy for chunks that straddle layers), slot_scale[s]: its layer scale. Codes supplies each tile's inverse codes
+// (a table, or computed from the hash for the recompute wiring); each thread works on its own copy of it.
+template <typename T, typename Codes>
+void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n, Codes codes, int bits,
+              T* out, int threads) {
     const int64_t copies = (total + n - 1) / n;
     const int64_t width = int64_t(1) << bits;
     constexpr int64_t span = 4096;  // ring entries accumulated together: the partial sums stay in L1
-    const uint16_t* code = reinterpret_cast<const uint16_t*>(inv);
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t k0 = 0; k0 < n; k0 += span) {
-        const int64_t k1 = k0 + span < n ? k0 + span : n;
-        T acc[span];
-        for (int64_t k = 0; k < k1 - k0; k++) acc[k] = 0;
-        for (int64_t c = 0; c < copies; c++) {  // ascending copies: the same sum order for any thread count
-            const int64_t p0 = c * n + k0;
-            const int64_t p1 = c * n + k1 < total ? c * n + k1 : total;
-            for (int64_t p = p0; p < p1;) {  // pieces inside one tile: one source chunk
-                int64_t end = (p | (width - 1)) + 1;
-                end = end < p1 ? end : p1;
-                const int64_t next = end < p1 ? end : p0 + n;  // the next piece: this copy's next tile or the next copy
-                if (next < total) prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
-                const int64_t s = p >> bits;
-                accumulate_window<T>(reinterpret_cast<const T*>(slot_src[s]), code + p, end - p,
-                                     static_cast<T>(slot_scale[s]), acc + (p - p0));
-                p = end;
+    #pragma omp parallel num_threads(threads)
+    {
+        Codes local = codes;
+        local.start();
+        #pragma omp for schedule(static)
+        for (int64_t k0 = 0; k0 < n; k0 += span) {
+            const int64_t k1 = k0 + span < n ? k0 + span : n;
+            T acc[span];
+            for (int64_t k = 0; k < k1 - k0; k++) acc[k] = 0;
+            for (int64_t c = 0; c < copies; c++) {  // ascending copies: the same sum order for any thread count
+                const int64_t p0 = c * n + k0;
+                const int64_t p1 = c * n + k1 < total ? c * n + k1 : total;
+                for (int64_t p = p0; p < p1;) {  // pieces inside one tile: one source chunk
+                    int64_t end = (p | (width - 1)) + 1;
+                    end = end < p1 ? end : p1;
+                    const int64_t next = end < p1 ? end : p0 + n;  // this copy's next tile or the next copy
+                    if (next < total) prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
+                    const int64_t s = p >> bits;
+                    const uint16_t* code = local.tile(s) + (p & (width - 1));
+                    accumulate_window<T>(reinterpret_cast<const T*>(slot_src[s]), code, end - p,
+                                         static_cast<T>(slot_scale[s]), acc + (p - p0));
+                    p = end;
+                }
             }
+            for (int64_t k = 0; k < k1 - k0; k++) out[k0 + k] = acc[k];
         }
-        for (int64_t k = 0; k < k1 - k0; k++) out[k0 + k] = acc[k];
+        local.finish();
     }
 }
 
@@ -195,6 +211,49 @@ void element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int per
     }
 }
 
+// The inverse codes of one tile computed from the hash (the recompute wiring: no T-sized table at all): the tile
+// of slot s holds full chunk q = slot_chunk[s]; its codes are rho_q's inverse with the signs, as element_tables
+// writes them into inv. The short last chunk's tile (slot == chunks) takes its codes from tail (a few hundred).
+struct HashedCodes {
+    int bits;
+    int64_t chunks;
+    const int64_t* chunk_keys;
+    int permute, reflect;
+    int64_t sign_key;
+    const int64_t* slot_chunk;
+    const int16_t* tail;
+    uint16_t* buffer = nullptr;
+    uint16_t* rho = nullptr;
+    int64_t cached = -1;
+    void start() {
+        buffer = new uint16_t[int64_t(1) << bits];
+        rho = new uint16_t[int64_t(1) << bits];
+    }
+    void finish() {
+        delete[] buffer;
+        delete[] rho;
+    }
+    const uint16_t* tile(int64_t s) {
+        const int64_t width = int64_t(1) << bits;
+        if (s == chunks) return reinterpret_cast<const uint16_t*>(tail);
+        if (s == cached) return buffer;
+        const int64_t q = slot_chunk[s];
+        uint32_t keys[kRounds];
+        for (int k = 0; k < kRounds; k++) keys[k] = hash32(static_cast<uint32_t>(q ^ chunk_keys[k]));
+        const uint32_t first = static_cast<uint32_t>((q * width) ^ sign_key);
+        for (int64_t r = 0; r < width; r++)
+            rho[r] = static_cast<uint16_t>(permute ? feistel(static_cast<uint32_t>(r), bits, keys, kRounds)
+                                                   : static_cast<uint32_t>(r));
+        for (int64_t r = 0; r < width; r++) {
+            const uint16_t sign = reflect ? static_cast<uint16_t>(
+                (hash32(first ^ static_cast<uint32_t>(r)) >> 31) << 15) : 0;
+            buffer[rho[r]] = static_cast<uint16_t>(r) | sign;
+        }
+        cached = s;
+        return buffer;
+    }
+};
+
 }  // namespace
 
 extern "C" {
@@ -218,12 +277,31 @@ void modelring_forward_f64(const double* ring, int64_t n, const int16_t* fwd, co
 
 void modelring_backward_f32(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
                             const int16_t* inv, int bits, float* out, int threads) {
-    backward<float>(slot_src, slot_scale, total, n, inv, bits, out, threads);
+    backward<float>(slot_src, slot_scale, total, n, TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits,
+                    out, threads);
 }
 
 void modelring_backward_f64(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
                             const int16_t* inv, int bits, double* out, int threads) {
-    backward<double>(slot_src, slot_scale, total, n, inv, bits, out, threads);
+    backward<double>(slot_src, slot_scale, total, n, TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits,
+                     out, threads);
+}
+
+// The backward of the recompute wiring: the same sums, the inverse codes computed per tile from the hash
+void modelring_backward_hashed_f32(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
+                                   int bits, int64_t chunks, const int64_t* chunk_keys, int permute, int reflect,
+                                   int64_t sign_key, const int64_t* slot_chunk, const int16_t* tail, float* out,
+                                   int threads) {
+    HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
+    backward<float>(slot_src, slot_scale, total, n, codes, bits, out, threads);
+}
+
+void modelring_backward_hashed_f64(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
+                                   int bits, int64_t chunks, const int64_t* chunk_keys, int permute, int reflect,
+                                   int64_t sign_key, const int64_t* slot_chunk, const int16_t* tail, double* out,
+                                   int threads) {
+    HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
+    backward<double>(slot_src, slot_scale, total, n, codes, bits, out, threads);
 }
 
 }  // extern "C"

@@ -44,6 +44,11 @@ class ElementWiring:
 
     workspace_bytes = 0  # nothing is kept between steps besides the tables
 
+    @property
+    def fwd_chunks(self) -> int:
+        """The number of full chunks (2**bits weights each) of the ring's T weights."""
+        return int(self.starts[-1]) >> self.bits
+
     def tensors(self) -> list[torch.Tensor]:
         """The wiring tensors built (what ranks compare); ``nbytes`` adds the lazily built chunk tables."""
         return [t for t in (self.fwd, self.inv, self.base, self.start) if t is not None]
@@ -200,11 +205,11 @@ class ElementGenerate(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         wiring, size = ctx.wiring, ctx.size
+        if kernels.usable(grads[0]):  # recompute mode: the kernel computes the inverse codes tile by tile
+            return _compiled_backward(wiring, grads, size), None, None, None
         if wiring.inv is None:  # recompute mode: the inverse table lives only while this backward runs
             built = build_element_wiring(wiring.spec, wiring.base.device, tables=("inv",))
             wiring = dataclasses.replace(wiring, inv=built.inv)
-        if kernels.usable(grads[0]):
-            return _compiled_backward(wiring, grads, size), None, None, None
         starts, scales = wiring.starts.tolist(), wiring.scales.tolist()
         flat = torch.empty(starts[-1], dtype=grads[0].dtype, device=grads[0].device)
         for i, grad in enumerate(grads):  # the layer scale is applied while copying into one flat buffer
@@ -232,8 +237,26 @@ def _compiled_backward(wiring: ElementWiring, grads, size: int) -> torch.Tensor:
         scale[chunks.straddlers] = 1.0
     slot_chunk = wiring.start >> wiring.bits
     grad_ring = torch.empty(size, dtype=grads[0].dtype)
-    kernels.backward(address[slot_chunk], scale[slot_chunk], wiring.inv, wiring.bits, grad_ring)
+    if wiring.inv is not None:
+        kernels.backward(address[slot_chunk], scale[slot_chunk], wiring.inv, wiring.bits, grad_ring)
+    else:  # recompute: no T-sized table; the short last chunk's inverse codes (< 2**bits) come from here
+        spec, full = wiring.spec, wiring.fwd_chunks
+        kernels.backward_hashed(address[slot_chunk], scale[slot_chunk], spec.total, wiring.bits, full,
+                                wr.chunk_round_keys(spec.key(wr.PURPOSE_PERMUTATION)), permute=spec.permute,
+                                reflect=spec.reflect, sign_key=spec.key(wr.PURPOSE_SIGNS), slot_chunk=slot_chunk,
+                                tail=_tail_inverse(spec, full, wiring.bits), out=grad_ring)
     return grad_ring
+
+
+def _tail_inverse(spec, full: int, bits: int) -> torch.Tensor:
+    """The inverse codes of the short last chunk's tile (int16; at least one entry so the pointer is valid)."""
+    width = 1 << bits
+    tail = spec.total - full * width
+    codes = torch.zeros(max(tail, 1), dtype=torch.int16)
+    if tail:
+        rho = wr.tail_positions(tail, spec.key(wr.PURPOSE_PERMUTATION), permute=spec.permute)
+        codes[rho] = _codes(torch.arange(tail), _signs(spec, full * width, tail, "cpu"))
+    return codes
 
 
 def held_bytes(spec) -> int:

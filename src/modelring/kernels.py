@@ -85,6 +85,10 @@ def _load() -> ctypes.CDLL:
                                                               ptr, ctypes.c_int]
         getattr(lib, f"modelring_backward_{name}").argtypes = [ptr, ptr, i64, i64, ptr, ctypes.c_int, ptr,
                                                                ctypes.c_int]
+    for name in _FLOATS.values():
+        getattr(lib, f"modelring_backward_hashed_{name}").argtypes = [ptr, ptr, i64, i64, ctypes.c_int, i64, ptr,
+                                                                      ctypes.c_int, ctypes.c_int, i64, ptr, ptr,
+                                                                      ptr, ctypes.c_int]
     lib.modelring_element_tables.argtypes = [i64, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_int, i64, ptr, ptr, ptr,
                                              ctypes.c_int]
     return lib
@@ -141,3 +145,18 @@ def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bo
     library().modelring_element_tables(chunks, bits, keys.data_ptr(), int(permute), int(reflect), sign_key,
                                        slots.data_ptr(), fwd.data_ptr() if fwd is not None else None,
                                        inv.data_ptr() if inv is not None else None, torch.get_num_threads())
+
+
+def backward_hashed(slot_src: torch.Tensor, slot_scale: torch.Tensor, total: int, bits: int, chunks: int,
+                    chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int, slot_chunk: torch.Tensor,
+                    tail: torch.Tensor, out: torch.Tensor) -> None:
+    """``backward`` for the recompute wiring: every tile's inverse codes computed from the hash as the sums need
+    them (the full chunk on slot s is ``slot_chunk[s]``; the short last chunk's tile, slot ``chunks``, reads
+    ``tail``), so no T-sized table exists at any time. Bitwise the same sums as ``backward`` (tested)."""
+    if len(chunk_keys) != 4:
+        raise ValueError(f"the compiled codes take 4 round keys, got {len(chunk_keys)}")
+    keys = torch.tensor(chunk_keys, dtype=torch.int64)
+    slots, tail = slot_chunk.to(torch.int64).contiguous(), tail.contiguous()  # alive until the call returns
+    getattr(library(), f"modelring_backward_hashed_{_FLOATS[out.dtype]}")(
+        slot_src.data_ptr(), slot_scale.data_ptr(), total, out.numel(), bits, chunks, keys.data_ptr(), int(permute), int(reflect), sign_key, slots.data_ptr(),
+        tail.data_ptr(), out.data_ptr(), torch.get_num_threads())
