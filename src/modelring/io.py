@@ -23,7 +23,8 @@ from .atomic import write_atomic
 from .bank import get_state
 from .convert import apply_specs, check_spec_fits
 from .quantize import DEFAULT_CHUNK, RingEncoding, decode_ring, ring_encoding, stored_ring
-from .spec import ADAPTER_FORMAT, BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, spec_mismatch
+from .spec import (ADAPTER_FORMAT, BANK, EXTRA, FILE_RING_PREFIX, FILE_SPEC_KEY, RingSpec, encode_spec, ring_specs,
+                   spec_mismatch)
 
 FILE_FORMAT = "modelring-1"
 ENCODED_FORMAT = "modelring-2"  # some ring stored as small integers / sparse (modelring.quantize); readers of
@@ -358,18 +359,7 @@ def _compare(path, expected: dict, tensors: dict) -> None:
 
 
 def _ring_specs(path, spec: dict) -> list[RingSpec]:
-    rings = spec.get("rings")
-    if not isinstance(rings, list) or not rings:
-        raise ValueError(f"{path} holds an unreadable modelring spec (no list of rings); the file is damaged or was "
-                         "edited")
-    try:
-        specs = [RingSpec.from_dict(ring) for ring in rings]
-    except (KeyError, TypeError, AttributeError, ValueError) as err:
-        raise ValueError(f"{path} holds an unreadable modelring spec ({err}); the file is damaged or was "
-                         "edited") from None
-    if len({r.name for r in specs}) != len(specs):
-        raise ValueError(f"{path}: two rings share a name; the file is damaged or was edited")
-    return specs
+    return ring_specs(spec.get("rings"), str(path))
 
 
 def _model_from_registry(path, model_spec: dict | None) -> nn.Module:

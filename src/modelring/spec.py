@@ -146,6 +146,29 @@ def ring_dict_problems(data) -> list[str]:
     return problems
 
 
+def ring_specs(rings, where: str) -> list[RingSpec]:
+    """The ``RingSpec`` of every ring dict a file lists, each checked (``RingSpec.from_dict``), names unique.
+
+    Args:
+        rings: the file's list of ring specs (plain values).
+        where: how the error names the file (and the part of it), e.g. the path.
+
+    Raises:
+        ValueError: no list, an unreadable ring, or two rings of one name ("the file is damaged or was edited").
+    """
+    if not isinstance(rings, list) or not rings:
+        raise ValueError(f"{where} holds an unreadable modelring spec (no list of rings); the file is damaged or was "
+                         "edited")
+    try:
+        specs = [RingSpec.from_dict(ring) for ring in rings]
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise ValueError(f"{where} holds an unreadable modelring spec ({err}); the file is damaged or was "
+                         "edited") from None
+    if len({r.name for r in specs}) != len(specs):
+        raise ValueError(f"{where}: two rings share a name; the file is damaged or was edited")
+    return specs
+
+
 def readable_spec(value):
     """A ring spec from a state_dict: the uint8 JSON tensor ``get_extra_state`` writes (or a plain dict)."""
     if isinstance(value, torch.Tensor):

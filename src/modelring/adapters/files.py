@@ -16,7 +16,7 @@ import json
 import torch
 from torch import nn
 
-from ..spec import ADAPTER_FORMAT, EXTRA, RingSpec
+from ..spec import ADAPTER_FORMAT, EXTRA, RingSpec, ring_specs
 from .bank import base_fingerprint, get_adapters
 from .verbs import apply_adapter, set_adapter
 
@@ -124,16 +124,7 @@ def _adapter_entries(path, meta: dict) -> tuple[list[dict], str]:
 
 
 def _specs(path, entry: dict) -> list[RingSpec]:
-    try:
-        if not isinstance(entry["rings"], list) or not entry["rings"]:
-            raise ValueError("no list of rings")
-        specs = [RingSpec.from_dict(ring) for ring in entry["rings"]]
-    except (KeyError, TypeError, AttributeError, ValueError) as err:
-        raise ValueError(f"{path}: adapter {entry['name']!r} holds an unreadable ring spec ({err}); the file is "
-                         "damaged or was edited") from None
-    if len({s.name for s in specs}) != len(specs):
-        raise ValueError(f"{path}: adapter {entry['name']!r} has two rings of one name; the file is damaged")
-    return specs
+    return ring_specs(entry.get("rings"), f"{path}: adapter {entry['name']!r}")
 
 
 def _shape_misfit(params: dict, specs: list[RingSpec]) -> bool:
