@@ -24,15 +24,15 @@ from pathlib import Path
 
 import torch
 
-from results_table import machine, write_markdown
+from results_table import machine, pyplot, save_figure, write_markdown
 
 from modelring.config import load_config
 from modelring.io import load, saved_size
 from modelring.loop import evaluate_on_split
 from modelring.plan import select_targets
 from modelring.prune import global_magnitude_masks
-from modelring.quantize import (DEFAULT_CHUNK, RingEncoding, dequantize_values, encoded_ring_bytes, prune_rings,
-                                quantize_rings, quantize_values)
+from modelring.quantize import (DEFAULT_CHUNK, RingEncoding, decode_ring, encode_ring, encoded_ring_bytes,
+                                prune_rings, quantize_rings)
 
 TREATMENTS = ("float", "q8", "q4", "keep 50%", "keep 50% + q8")
 
@@ -57,19 +57,10 @@ def _dense_treatment(model, cfg, treatment: str) -> int:
     sparse = treatment.startswith("keep")
     encoding = RingEncoding(bits=bits, chunk=DEFAULT_CHUNK, sparse=sparse) if bits or sparse else None
     stored = 0
-    for w in weights.values():
-        flat = w.detach().flatten().clone()
-        nonzero = int((flat != 0).sum())
+    for w in weights.values():  # each weight tensor through the rings' own codec, as a ring would be stored
+        stored += encoded_ring_bytes(w.numel(), int((w != 0).sum()), encoding)  # survivors before rounding
         if bits is not None:
-            kept = flat[flat != 0] if sparse else flat
-            codes, scales = quantize_values(kept, bits, DEFAULT_CHUNK)
-            values = dequantize_values(codes, scales, kept.numel(), bits, DEFAULT_CHUNK)
-            if sparse:
-                flat[flat != 0] = values
-            else:
-                flat.copy_(values)
-            w.copy_(flat.view(w.shape))
-        stored += encoded_ring_bytes(flat.numel(), nonzero, encoding)
+            w.copy_(decode_ring(encode_ring(w, encoding), encoding, w.numel()).view(w.shape))
     return float_bytes - stored
 
 
@@ -89,6 +80,33 @@ def score(run: Path, treatment: str) -> dict:
     metrics = evaluate_on_split(cfg, model)
     return {"run": run.name, "method": cfg["method"], "treatment": treatment, "test_top1": metrics["top1"],
             "bytes": nbytes}
+
+
+def figure(rows: list[dict], out: Path) -> list[str]:
+    """quantized_rings.png: per model, each treatment's test top-1 change against the untreated model (left) and its
+    file bytes against the untreated file (right). One bar per model: no intervals until every seed of block 2 is in."""
+    plt = pyplot()
+    if plt is None:
+        return []
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    base = {r["run"]: r for r in rows if r["treatment"] == "float"}
+    treated = [t for t in TREATMENTS if t != "float"]
+    fig, (acc, size) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        got = {r["treatment"]: r for r in rows if r["run"] == run}
+        xs = [k + i * width for k in range(len(treated))]
+        acc.bar(xs, [got[t]["test_top1"] - base[run]["test_top1"] for t in treated], width, label=run)
+        size.bar(xs, [got[t]["bytes"] / base[run]["bytes"] for t in treated], width, label=run)
+    for ax, ylabel in ((acc, "test top-1 change vs untreated (10,000 images)"), (size, "file bytes / untreated file")):
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(treated))], treated, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    acc.axhline(0, color="black", linewidth=0.8)
+    size.legend(fontsize=7)
+    fig.suptitle("Can RPG models themselves be quantized and pruned? (one model per bar: no intervals)", fontsize=10)
+    save_figure(fig, out / "quantized_rings.png")
+    return ["", "![test top-1 change and file bytes per treatment](quantized_rings.png)"]
 
 
 def main(argv=None) -> int:
@@ -117,6 +135,7 @@ def main(argv=None) -> int:
         b = base[r["run"]]
         lines.append(f"| {r['run']} | {r['method']} | {r['treatment']} | {r['test_top1']:.4f} | "
                      f"{r['test_top1'] - b['test_top1']:+.4f} | {r['bytes']:,} | {r['bytes'] / b['bytes']:.3f} |")
+    lines += figure(rows, args.out)
     write_markdown(args.out / "README.md", lines)
     print("\n".join(lines))
     return 0

@@ -45,7 +45,7 @@ class ElementWiring:
     workspace_bytes = 0  # nothing is kept between steps besides the tables
 
     @property
-    def fwd_chunks(self) -> int:
+    def full_chunks(self) -> int:
         """The number of full chunks (2**bits weights each) of the ring's T weights."""
         return int(self.starts[-1]) >> self.bits
 
@@ -240,7 +240,7 @@ def _compiled_backward(wiring: ElementWiring, grads, size: int) -> torch.Tensor:
     if wiring.inv is not None:
         kernels.backward(address[slot_chunk], scale[slot_chunk], wiring.inv, wiring.bits, grad_ring)
     else:  # recompute: no T-sized table; the short last chunk's inverse codes (< 2**bits) come from here
-        spec, full = wiring.spec, wiring.fwd_chunks
+        spec, full = wiring.spec, wiring.full_chunks
         kernels.backward_hashed(address[slot_chunk], scale[slot_chunk], spec.total, wiring.bits, full,
                                 wr.chunk_round_keys(spec.key(wr.PURPOSE_PERMUTATION)), permute=spec.permute,
                                 reflect=spec.reflect, sign_key=spec.key(wr.PURPOSE_SIGNS), slot_chunk=slot_chunk,

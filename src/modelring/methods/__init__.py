@@ -51,15 +51,7 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
     warnings.warn("modelring.methods.build_pruner is deprecated; pruning methods attach to the optimizer "
                   "(modelring.prune.attach_pruner)", DeprecationWarning, stacklevel=2)
     method = get_method(cfg["method"])
-    if not isinstance(method, MagnitudePruning):
-        return None
-    method.check(cfg)
-    from ..prune import MagnitudePruner
-
-    pc, rc = cfg["prune"], cfg["ring"]
-    step = round(pc["at"] * cfg["train"]["epochs"] * steps_per_epoch)
-    return MagnitudePruner(model, pc["keep"], step, include=rc["include"], exclude=rc["exclude"] or None,
-                           scope=method.scope)
+    return method.pruner(model, cfg, steps_per_epoch) if isinstance(method, MagnitudePruning) else None
 
 
 __all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning",

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from ..prune import MagnitudePruner, attach_pruner
+from ..prune import MagnitudePruner
 from .base import Method
 
 
@@ -23,13 +23,18 @@ class MagnitudePruning(Method):
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= 1:
             raise ValueError(f"prune.at is the fraction of training after which to prune, in [0, 1]; got {at!r}")
 
-    def attach(self, model: nn.Module, optimizer, cfg: dict, *, steps_per_epoch: int,
-               start_step: int) -> MagnitudePruner:
+    def pruner(self, model: nn.Module, cfg: dict, steps_per_epoch: int) -> MagnitudePruner:
+        """The (unattached) pruner the config describes: ``prune.keep`` of the weights RPG would generate, pruned
+        after fraction ``prune.at`` of all optimizer steps."""
         self.check(cfg)
         pc, rc = cfg["prune"], cfg["ring"]
         at_step = round(pc["at"] * cfg["train"]["epochs"] * steps_per_epoch)
-        return attach_pruner(model, optimizer, pc["keep"], at_step=at_step, scope=self.scope,
-                             include=rc["include"], exclude=rc["exclude"] or None, start_step=start_step)
+        return MagnitudePruner(model, pc["keep"], at_step, include=rc["include"], exclude=rc["exclude"] or None,
+                               scope=self.scope)
+
+    def attach(self, model: nn.Module, optimizer, cfg: dict, *, steps_per_epoch: int,
+               start_step: int) -> MagnitudePruner:
+        return self.pruner(model, cfg, steps_per_epoch).attach(optimizer, start_step)
 
     def report(self, model: nn.Module, pruner: MagnitudePruner) -> dict:
         """DoF of a pruned model: its trainable non-zeros."""

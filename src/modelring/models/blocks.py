@@ -79,7 +79,7 @@ def _projection(in_planes: int, out_planes: int, stride: int, norm: Norm = nn.Ba
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), norm(out_planes))
 
 
-_SHORTCUTS = {"A": PadShortcut, "B": _projection}
+_SHORTCUTS = ("A", "B")
 
 
 def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int, norm: Norm = nn.BatchNorm2d) -> nn.Module:
