@@ -229,3 +229,41 @@ def test_a_container_root_keeps_its_forward_and_merges_back():
     assert len(model) == 3 and not torch.equal(model(x), base(x))
     adapted = model(x)
     assert torch.equal(mr.merge(model)(x), adapted) and type(model._modules) is dict
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_merge_without_unload_runs_plain_and_unmerge_restores_the_base(kind, tmp_path):
+    base, x = base_and_input(kind, torch.float32)
+    model = mr.adapt(copy.deepcopy(base), 0.05, trainable_scale=True)
+    randomize(model)
+    adapted = model(x)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert mr.merge(model, unload=False) is model and mr.is_adapted(model)
+    assert torch.equal(model(x), adapted)  # the same addition, now stored in the bases
+    assert not any(p.requires_grad for p in model.parameters())
+    merged = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ring = get_adapters(model).current().rings[0]
+    calls = []
+    handle = ring.register_forward_hook(lambda *a: calls.append(1))
+    model(x)
+    assert calls == []  # merged: nothing is generated in a forward
+    for verb, call in {"set_adapter": lambda: mr.set_adapter(model, "default"),
+                       "adapt": lambda: mr.adapt(model, 10, name="other"),
+                       "save": lambda: mr.save(model, tmp_path / "a.safetensors")}.items():
+        with pytest.raises(ValueError, match="unmerge"):
+            call()
+    assert not (tmp_path / "a.safetensors").exists()
+    assert mr.unmerge(model) is model
+    handle.remove()
+    for name, param in model.named_parameters():  # one rounding of the merged sum at most
+        delta = (param.detach() - before[name]).abs()
+        bound = torch.finfo(param.dtype).eps * torch.maximum(before[name].abs(), merged[name].abs())
+        assert bool((delta <= bound).all()), name
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("modelring_adapters.default.") for n in trainable)
+    again = model(x)
+    torch.testing.assert_close(again, adapted)
+    with pytest.raises(ValueError, match="is not merged"):
+        mr.unmerge(model)
+    mr.merge(model, unload=False)
+    assert torch.equal(mr.merge(model)(x), again) and not mr.is_adapted(model)  # unload after a kept merge

@@ -81,6 +81,8 @@ class AdapterBank(nn.Module):
 
     Only the active adapter is applied and trainable; the others keep their values, frozen, until
     ``set_adapter`` switches. ``restore`` remembers the parameters ``adapt`` froze, so ``merge`` can thaw them.
+    ``merged`` names the adapter that ``merge(model, unload=False)`` added into the bases (None otherwise): while
+    set, forwards run the plain layers on W0 + ΔW and nothing is generated or trainable until ``unmerge``.
     """
 
     attribute = ADAPTERS  # the root's child it is (checked by the root's EnterHook)
@@ -91,6 +93,7 @@ class AdapterBank(nn.Module):
         self.handles: list = []
         self.depth = 0
         self.restore: dict[str, bool] = {}  # parameter name -> requires_grad before the first adapt
+        self.merged: str | None = None  # the adapter baked into the bases by merge(unload=False), until unmerge
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -107,7 +110,7 @@ class AdapterBank(nn.Module):
     def write_weights(self, detach: bool) -> None:
         """Entering a forward (``detach=False``): write W0 + ΔW of the active adapter into the owning modules'
         attributes. Leaving it (``detach=True``): remove them, so the attributes read the frozen base again."""
-        if detach or self.active is None:
+        if detach or self.active is None or self.merged is not None:  # merged: the bases already hold W0 + ΔW
             self.clear_weights()
             return
         adapter = self.current()

@@ -25,6 +25,10 @@ def adapter_file_contents(model: nn.Module, metadata: dict[str, str] | None = No
                           ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of an adapted model's adapter file."""
     bank = get_adapters(model)
+    if bank.merged is not None:  # the bases hold W0 + ΔW: their fingerprint would name a base nobody has
+        raise ValueError(f"cannot save an adapter file while adapter {bank.merged!r} is merged into the base "
+                         "weights: call modelring.unmerge(model) first (or modelring.merge(model) to save the "
+                         "plain merged model)")
     params = dict(model.named_parameters())
     tensors, adapters = {}, []
     for name, adapter in bank.adapters.items():

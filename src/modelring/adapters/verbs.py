@@ -1,5 +1,6 @@
 """The adapter verbs: ``adapt`` (plan rings with ``modelring.plan`` and apply them as deltas), ``set_adapter``
-(switch the applied one), ``merge`` (W0 += ΔW, back to the plain model), and ``apply_adapter`` (install an adapter
+(switch the applied one), ``merge`` (W0 += ΔW, back to the plain model, or kept adapted with ``unload=False``),
+``unmerge`` (W0 -= ΔW), and ``apply_adapter`` (install an adapter
 that a list of specs describes; what ``adapt`` and loading an adapter file use)."""
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def adapt(model: nn.Module, ring_size: RingSize | None = None, *, name: str = "d
     """
     _refuse_converted(model)
     bank = get_adapters(model)
+    _refuse_merged(bank, "adapt")
     if init not in ADAPTER_INITS:
         raise ValueError(f"init must be one of {ADAPTER_INITS}, got {init!r}")
     _check_name(name, bank)
@@ -74,6 +76,7 @@ def apply_adapter(model: nn.Module, specs: list[RingSpec], *, name: str = "defau
     """
     _refuse_converted(model)
     bank = get_adapters(model)
+    _refuse_merged(bank, "apply_adapter")
     _check_name(name, bank)
     params = dict(model.named_parameters())
     for spec in specs:  # validate everything before touching the model: an error leaves it unchanged
@@ -104,6 +107,7 @@ def set_adapter(model: nn.Module, name: str) -> nn.Module:
         The same model object.
     """
     bank = _bank_of(model, "set_adapter")
+    _refuse_merged(bank, "set_adapter")
     if name not in bank.adapters:
         raise ValueError(f"no adapter {name!r} on this model; it has {sorted(bank.adapters)}")
     bank.clear_weights()
@@ -118,23 +122,30 @@ def set_adapter(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def merge(model: nn.Module) -> nn.Module:
-    """Bake the active adapter into the base, in place: W0 += ΔW, then remove every adapter and hook.
+def merge(model: nn.Module, *, unload: bool = True) -> nn.Module:
+    """Bake the active adapter into the base, in place: W0 += ΔW.
 
-    The result is the plain model (original classes and parameters, no modelring needed to run it) with the same
-    outputs as the adapted model (bit for bit: the same addition). Parameters ``adapt`` froze get back their
-    earlier ``requires_grad``. Merging is final: to go back, keep the adapter file (``modelring.save``) or a copy.
+    With ``unload=True`` (default) every adapter and hook is then removed: the result is the plain model (original
+    classes and parameters, no modelring needed to run it) with the same outputs as the adapted model (bit for
+    bit: the same addition), and parameters ``adapt`` froze get back their earlier ``requires_grad``. That is
+    final: to go back, keep the adapter file (``modelring.save``) or a copy.
+
+    With ``unload=False`` the adapters stay on the model, frozen, and forwards run the plain layers on the merged
+    weights (inference at dense speed); ``unmerge`` takes ΔW out again to train on or switch adapters. While merged,
+    ``set_adapter``, ``adapt`` and ``modelring.save`` refuse (the bases no longer are the base).
 
     Returns:
-        The same model object, plain.
+        The same model object: plain with ``unload=True``, still adapted (and merged) otherwise.
     """
     bank = _bank_of(model, "merge")
     bank.clear_weights()
-    with torch.no_grad():
-        adapter = bank.current()
-        for ring, bases in zip(adapter.rings, adapter.bases()):
-            for delta, base in zip(ring.deltas(), bases):
-                base.add_(delta)  # exactly the forward's base + delta, written into the base
+    if bank.merged is None:
+        _add_deltas(bank.current(), sign=1)
+    if not unload:
+        bank.merged = bank.active
+        for param in bank.parameters():
+            param.requires_grad_(False)
+        return model
     for handle in bank.handles:
         handle.remove()
     del model._modules[ADAPTERS]
@@ -143,6 +154,34 @@ def merge(model: nn.Module) -> nn.Module:
     for pname, param in model.named_parameters():
         param.requires_grad_(bank.restore.get(pname, param.requires_grad))
     return model
+
+
+def unmerge(model: nn.Module) -> nn.Module:
+    """Undo ``merge(model, unload=False)``: W0 -= ΔW (the same ΔW, regenerated bit for bit from the ring), and the
+    adapter is applied and trainable again.
+
+    In floating point (W0 + ΔW) - ΔW is W0 up to one rounding of the merged sum: each restored weight is within
+    half an ulp of max(|W0|, |ΔW|) of the original, exact wherever the sum was exact. Keep a copy of the base, or
+    reload it, where bits matter.
+
+    Returns:
+        The same model object, adapted and unmerged.
+    """
+    bank = _bank_of(model, "unmerge")
+    if bank.merged is None:
+        raise ValueError("unmerge() needs a model merged with modelring.merge(model, unload=False); this one is not "
+                         "merged")
+    _add_deltas(bank.current(), sign=-1)
+    bank.merged = None
+    return set_adapter(model, bank.active)
+
+
+def _add_deltas(adapter, sign: int) -> None:
+    """W0 += sign · ΔW for every weight ``adapter`` adapts (exactly the forward's base + delta for sign 1)."""
+    with torch.no_grad():
+        for ring, bases in zip(adapter.rings, adapter.bases()):
+            for delta, base in zip(ring.deltas(), bases):
+                base.add_(delta) if sign > 0 else base.sub_(delta)
 
 
 def _reinstall_hooks(model: nn.Module, bank: AdapterBank) -> None:
@@ -157,6 +196,12 @@ def _refuse_converted(model: nn.Module) -> None:
     if get_state(model) is not None or any(is_converted(m) for m in model.modules()):
         raise ValueError("this model is converted (its weights are generated from rings); adapters fine-tune a "
                          "plain trained model: call modelring.materialize(model) first, then adapt the result")
+
+
+def _refuse_merged(bank: AdapterBank | None, verb: str) -> None:
+    if bank is not None and bank.merged is not None:
+        raise ValueError(f"{verb}() on a model whose adapter {bank.merged!r} is merged into its base weights "
+                         "(modelring.merge(model, unload=False)): call modelring.unmerge(model) first")
 
 
 def _check_name(name, bank: AdapterBank | None) -> None:
