@@ -194,3 +194,82 @@ def test_recompute_holds_no_table_between_forward_and_backward_and_matches_the_c
         results.append(([w.detach() for w in weights], ring.grad))
     assert all(torch.equal(a, b) for a, b in zip(results[0][0], results[1][0]))
     assert torch.equal(results[0][1], results[1][1])
+
+
+def test_gradient_groups_close_at_the_ring_size_or_the_minimum():
+    from modelring.elementwise import GROUP_MIN_WEIGHTS, gradient_groups
+
+    starts = [0, 10, 30, 35, 80, 81]
+    assert gradient_groups(starts, 1 << 30) == [(0, 5)]  # a ring larger than the weights: one node
+    big = [0, GROUP_MIN_WEIGHTS, GROUP_MIN_WEIGHTS + 5, 3 * GROUP_MIN_WEIGHTS, 3 * GROUP_MIN_WEIGHTS + 1]
+    assert gradient_groups(big, 100) == [(0, 1), (1, 3), (3, 4)]
+    assert gradient_groups(big, 2 * GROUP_MIN_WEIGHTS) == [(0, 3), (3, 4)]
+
+
+GROUPED = [[64, 64, 3, 3], [100, 300], [7], [3000, 3], [9000], [50, 40], [1], [5000]]
+
+
+@pytest.mark.parametrize("wiring", ["cached", "recompute"])
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+def test_groups_of_layers_generate_and_differentiate_like_the_dense_reference(wiring, kernel, monkeypatch):
+    """Several generation nodes per ring (groups of layers): the same weights, and a ring gradient equal to R^T g
+    (each group sums its copies in ascending order, autograd adds the groups)."""
+    from modelring import elementwise
+
+    monkeypatch.setattr(elementwise, "GROUP_MIN_WEIGHTS", 0)
+    monkeypatch.setenv("MODELRING_KERNEL", kernel)
+    size = 3000
+    spec = make_spec(GROUPED, size, seed=4, wiring=wiring, scales=[0.5, 1.0, 2.0, 1.0, 0.25, 3.0, 1.0, 0.5])
+    groups = elementwise.gradient_groups([s.offset for s in spec.segments] + [spec.total], size)
+    assert len(groups) >= 4 and spec.total % 512
+    ring = torch.randn(size, dtype=torch.float64, requires_grad=True)
+    weights = generate(ring, spec, build_wiring(spec, ring.device, ring.dtype))
+    assert len({id(w.grad_fn) for w in weights}) == len(groups)
+    R = sparse_matrix(spec)
+    torch.testing.assert_close(torch.cat([w.reshape(-1) for w in weights]), R @ ring.detach(), rtol=0, atol=0)
+    upstream = [torch.randn(s.shape, dtype=torch.float64) for s in spec.segments]
+    torch.autograd.backward(weights, upstream)
+    expected = R.t() @ torch.cat([u.reshape(-1) for u in upstream])
+    torch.testing.assert_close(ring.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grouped_backward_is_bitwise_the_same_for_kernel_torch_recompute_and_threads(dtype, monkeypatch):
+    from modelring import elementwise
+
+    monkeypatch.setattr(elementwise, "GROUP_MIN_WEIGHTS", 0)
+    upstream = [torch.randn(s, dtype=dtype) for s in GROUPED]
+    grads, threads = [], torch.get_num_threads()
+    try:
+        for kernel, wiring, count in [("compiled", "cached", 1), ("compiled", "cached", 2), ("torch", "cached", 2),
+                                      ("compiled", "recompute", 2), ("torch", "recompute", 1)]:
+            monkeypatch.setenv("MODELRING_KERNEL", kernel)
+            torch.set_num_threads(count)
+            spec = make_spec(GROUPED, 3000, seed=6, wiring=wiring, scales=[0.5, 1, 2, 1, 0.25, 3, 1, 0.5])
+            ring = torch.randn(3000, dtype=dtype, generator=torch.Generator().manual_seed(0), requires_grad=True)
+            torch.autograd.backward(list(RingGenerator(spec).weights(ring)), upstream)
+            grads.append(ring.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_a_group_gradient_is_freed_before_the_next_group_is_differentiated(monkeypatch):
+    """What the groups are for: the weight gradients of a group are reduced into the ring as soon as they are
+    complete, so the generation nodes run one by one during the backward, not once at its end."""
+    from modelring import elementwise
+
+    monkeypatch.setattr(elementwise, "GROUP_MIN_WEIGHTS", 0)
+    spec = make_spec(GROUPED, 3000, seed=6)
+    ring = torch.randn(3000, requires_grad=True)
+    weights = RingGenerator(spec).weights(ring)
+    order = []
+    x = torch.ones(())
+    for i, w in enumerate(weights):  # a chain: the last layer's gradient is complete first
+        x = x + w.sum() * x
+        w.register_hook(lambda g, i=i: order.append(("weight", i)))
+    for node in {id(w.grad_fn): w.grad_fn for w in weights}.values():
+        node.register_prehook(lambda grads, node=node: order.append(("node", node.name())))
+    x.backward()
+    kinds = [kind for kind, _ in order]
+    assert kinds.index("node") < max(i for i, k in enumerate(kinds) if k == "weight")  # interleaved

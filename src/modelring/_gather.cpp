@@ -79,13 +79,13 @@ inline void gather_chunk(const T* ring, int64_t n, int64_t base, int64_t width, 
 template <typename T>
 void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits, int64_t layers,
              const int64_t* starts, const int64_t* outs, const double* scales, int threads) {
-    const int64_t total = starts[layers];
+    const int64_t first = starts[0], total = starts[layers];  // the layers may be a run of the ring's (a group)
     const int64_t width = int64_t(1) << bits;
     #pragma omp parallel num_threads(threads)
     {
         const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t j = total * id / nt;
-        const int64_t stop = total * (id + 1) / nt;
+        int64_t j = first + (total - first) * id / nt;
+        const int64_t stop = first + (total - first) * (id + 1) / nt;
         int64_t layer = 0;
         while (layer < layers && starts[layer + 1] <= j) layer++;
         while (j < stop) {  // pieces that stay inside one layer and one chunk
@@ -111,7 +111,9 @@ struct TableCodes {
 };
 
 // slot_src[s]: address of the gradient of the chunk whose tile is slot s (inside a layer's gradient, or a
-// copy for chunks that straddle layers), slot_scale[s]: its layer scale. Codes supplies each tile's inverse codes
+// copy for chunks that straddle layers), or 0 for a chunk outside the group of layers being differentiated (its
+// tile is skipped: the sum runs over the group's copies only, still in ascending order); slot_scale[s]: its layer
+// scale. Codes supplies each tile's inverse codes
 // (a table, or computed from the hash for the recompute wiring); each thread works on its own copy of it.
 template <typename T, typename Codes>
 void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n, Codes codes, int bits,
@@ -135,8 +137,13 @@ void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, 
                     int64_t end = (p | (width - 1)) + 1;
                     end = end < p1 ? end : p1;
                     const int64_t next = end < p1 ? end : p0 + n;  // this copy's next tile or the next copy
-                    if (next < total) prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
+                    if (next < total && slot_src[next >> bits] != 0)
+                        prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
                     const int64_t s = p >> bits;
+                    if (slot_src[s] == 0) {  // a chunk of another group: it adds nothing here
+                        p = end;
+                        continue;
+                    }
                     const uint16_t* code = local.tile(s) + (p & (width - 1));
                     accumulate_window<T>(reinterpret_cast<const T*>(slot_src[s]), code, end - p,
                                          static_cast<T>(slot_scale[s]), acc + (p - p0));

@@ -125,6 +125,25 @@ class RingBank(nn.Module):
                 for module, attr in owners:
                     module.__dict__[attr] = value
 
+    def relay(self, module: nn.Module) -> None:
+        """Entering ``module`` inside a forward: the weights it holds, and the rest of their generation groups, are
+        written through relay nodes created now, so that the backward reduces each group's gradients into its ring
+        as soon as they are complete instead of at the end (``elementwise.relay``; peak memory). Skipped without
+        grad mode and while gradient energy is tracked (its hooks sit on the generation's own outputs)."""
+        if not torch.is_grad_enabled() or self.energy is not None:
+            return
+        for i, ring_module in enumerate(self.children()):
+            gen, ring_owners = ring_module.generator, self.owners[i]
+            for group, (first, stop) in enumerate(gen.segment_groups()):
+                if not any(m is module for seg in ring_owners[first:stop] for m, _ in seg):
+                    continue
+                tensors = gen.relayed(group)
+                if tensors is None:
+                    continue
+                for tensor, owners in zip(tensors, ring_owners[first:stop]):
+                    for owner, attr in owners:
+                        owner.__dict__[attr] = tensor
+
     def forget_weights(self, i: int) -> None:
         """Drop ring ``i``'s latest generation from the modules and the cache (its memory can be reused)."""
         self.generators[i].clear()
@@ -174,6 +193,8 @@ class EnterHook:
         self.state.depth += 1  # first: the always-called exit hook undoes it even if generation raises
         if self.state.depth == 1:
             self.state.write_weights(detach=False)
+        elif hasattr(self.state, "relay"):
+            self.state.relay(module)
 
 
 class ExitHook:

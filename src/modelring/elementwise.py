@@ -162,81 +162,230 @@ def _decode(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes.to(torch.int64) & 0x7FFF, codes < 0
 
 
-def _torch_forward(ring: torch.Tensor, wiring: ElementWiring, outs: list[torch.Tensor]) -> None:
-    """The plain-torch forward, layer by layer (temporaries the size of one layer)."""
-    size, starts = ring.numel(), wiring.starts.tolist()
-    for i, out in enumerate(outs):
+def _torch_forward(ring: torch.Tensor, wiring: ElementWiring, outs: list[torch.Tensor], first: int = 0) -> None:
+    """The plain-torch forward of layers ``first``, ``first + 1``, ... into ``outs``, layer by layer
+    (temporaries the size of one layer)."""
+    size, starts, scales = ring.numel(), wiring.starts.tolist(), wiring.scales.tolist()
+    for i, out in enumerate(outs, start=first):
         j = torch.arange(starts[i], starts[i + 1], dtype=torch.int64, device=ring.device)
         offset, negative = _decode(wiring.fwd[starts[i]:starts[i + 1]])
         values = ring.index_select(0, (wiring.base[j >> wiring.bits] + offset) % size)
         values = torch.where(negative, -values, values)
-        out.view(-1).copy_(values * torch.tensor(wiring.scales[i].item(), dtype=ring.dtype, device=ring.device))
+        out.view(-1).copy_(values * torch.tensor(scales[i], dtype=ring.dtype, device=ring.device))
 
 
-def _torch_backward(flat: torch.Tensor, wiring: ElementWiring, size: int) -> torch.Tensor:
-    """The plain-torch backward: one gather per copy of the ring, added in ascending copy order."""
-    total, grad = flat.numel(), torch.zeros(size, dtype=flat.dtype, device=flat.device)
-    for first in range(0, total, size):
-        p = torch.arange(first, min(first + size, total), dtype=torch.int64, device=flat.device)
-        offset, negative = _decode(wiring.inv[first:first + p.numel()])
-        values = flat[wiring.start[p >> wiring.bits] + offset]
-        grad[:p.numel()] += torch.where(negative, -values, values)
-    return grad
+GROUP_MIN_WEIGHTS = 1 << 20  # a group's least size: bounds the per-group overhead (one autograd node, a few ops)
+
+
+def gradient_groups(starts: list[int], size: int) -> list[tuple[int, int]]:
+    """Runs of consecutive layers ``(first, stop)`` that are generated, and differentiated, by one autograd node.
+
+    One node per ring would hold every generated weight's gradient until the ring's gradient is computed (4 B per
+    virtual weight at the end of the backward, as much as the weights). Per group, autograd reduces a group's
+    gradients into the ring as soon as they are complete and frees them. A group closes once it holds
+    max(N, ``GROUP_MIN_WEIGHTS``) weights: each group's backward writes one ring-sized gradient (N values) that
+    autograd adds up, so groups of at least N keep that extra work below the T-sized gather's.
+    """
+    least, groups, first = max(size, GROUP_MIN_WEIGHTS), [], 0
+    for i in range(len(starts) - 1):
+        if starts[i + 1] - starts[first] >= least:
+            groups.append((first, i + 1))
+            first = i + 1
+    if first < len(starts) - 1:
+        groups.append((first, len(starts) - 1))
+    return groups
+
+
+@dataclass
+class GroupSink:
+    """Where the relays of one group (``ElementRelay``) leave the ring gradient they computed, until the group's
+    generation node (``ElementGenerate``) runs and hands it to autograd."""
+
+    first: int
+    stop: int
+    gradient: torch.Tensor | None = None
+
+    def add(self, part: torch.Tensor) -> None:
+        self.gradient = part if self.gradient is None else self.gradient.add_(part)
+
+    def take(self) -> torch.Tensor | None:
+        part, self.gradient = self.gradient, None
+        return part
+
+
+def generate_elements(ring: torch.Tensor, wiring: ElementWiring, shapes,
+                      sinks: list[GroupSink] | None = None) -> tuple[torch.Tensor, ...]:
+    """Every layer's generated weight, one autograd node per group of layers (``gradient_groups``); ``sinks``, if
+    given, receives each group's ``GroupSink`` (for ``relay``)."""
+    ring = ring.contiguous()
+    outs = []
+    for first, stop in gradient_groups(wiring.starts.tolist(), ring.numel()):
+        sink = GroupSink(first, stop)
+        outs.extend(ElementGenerate.apply(ring, wiring, tuple(shapes[first:stop]), sink))
+        if sinks is not None:
+            sinks.append(sink)
+    if wiring.inv is None:  # recompute mode: the backward computes its own codes; nothing T-sized waits for it
+        wiring.fwd = None
+    return tuple(outs)
+
+
+def relay(weights: list[torch.Tensor], wiring: ElementWiring, sink: GroupSink, size: int) -> tuple[torch.Tensor, ...]:
+    """The generated weights of one group, passed through a relay node created now (when their layer is entered).
+
+    Why: autograd runs the ready node created last first, so the generation nodes, all created before the model's
+    forward, would run only at the very end of the backward, holding every weight gradient until then. A relay is
+    created among the layer's own operations; in the backward it runs as soon as the group's gradients are complete,
+    reduces them into a ring gradient (left in ``sink``) and frees them.
+    """
+    return ElementRelay.apply(wiring, sink, size, *weights)
 
 
 class ElementGenerate(torch.autograd.Function):
-    """K_i = c_i * sign * ring[entry] per weight; backward gathers through the inverse tables."""
+    """K_i = c_i * sign * ring[entry] per weight of the group of layers ``sink.first``..``sink.stop - 1``; the
+    backward gathers their gradients into the ring's (through the inverse tables, or codes computed from the
+    hash), plus what the group's relays left in ``sink``."""
 
     @staticmethod
-    def forward(ctx, ring, wiring: ElementWiring, shapes):
+    def forward(ctx, ring, wiring: ElementWiring, shapes, sink: GroupSink):
         outs = [torch.empty(shape, dtype=ring.dtype, device=ring.device) for shape in shapes]
-        ring = ring.contiguous()
+        first, stop = sink.first, sink.stop
         if kernels.usable(ring):
-            kernels.forward(ring, wiring.fwd, wiring.base, wiring.bits, wiring.starts, outs, wiring.scales)
+            kernels.forward(ring, wiring.fwd, wiring.base, wiring.bits, wiring.starts[first:stop + 1], outs,
+                            wiring.scales[first:stop])
         else:
-            _torch_forward(ring, wiring, outs)
-        if wiring.inv is None:  # recompute mode: the backward builds its own table; nothing T-sized waits for it
-            wiring.fwd = None
-        ctx.wiring, ctx.size = wiring, ring.numel()
-        ctx.set_materialize_grads(True)
+            _torch_forward(ring, wiring, outs, first)
+        ctx.wiring, ctx.size, ctx.sink = wiring, ring.numel(), sink
+        ctx.set_materialize_grads(False)  # a relayed weight's gradient arrives as None: the relay reduced it
         return tuple(outs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
-        wiring, size = ctx.wiring, ctx.size
-        if kernels.usable(grads[0]):  # recompute mode: the kernel computes the inverse codes tile by tile
-            return _compiled_backward(wiring, grads, size), None, None, None
-        if wiring.inv is None:  # recompute mode: the inverse table lives only while this backward runs
-            built = build_element_wiring(wiring.spec, wiring.base.device, tables=("inv",))
-            wiring = dataclasses.replace(wiring, inv=built.inv)
-        starts, scales = wiring.starts.tolist(), wiring.scales.tolist()
-        flat = torch.empty(starts[-1], dtype=grads[0].dtype, device=grads[0].device)
-        for i, grad in enumerate(grads):  # the layer scale is applied while copying into one flat buffer
-            piece = flat[starts[i]:starts[i + 1]].view(grad.shape)
-            piece.copy_(grad) if scales[i] == 1.0 else torch.mul(grad, scales[i], out=piece)
-        return _torch_backward(flat, wiring, size), None, None, None
+        sink = ctx.sink
+        direct = group_gradient(ctx.wiring, (sink.first, sink.stop), grads, ctx.size)
+        relayed = sink.take()
+        if direct is None or relayed is None:
+            return (relayed if direct is None else direct), None, None, None
+        return relayed.add_(direct), None, None, None
 
 
-def _compiled_backward(wiring: ElementWiring, grads, size: int) -> torch.Tensor:
-    """The kernel reads every chunk's gradient where it lies (no T-sized concatenation); only chunks that
-    straddle layers are copied, with their layers' scales, into a side buffer of a few chunks."""
+class ElementRelay(torch.autograd.Function):
+    """Identity on one group's generated weights; its backward reduces their gradients into a ring gradient at once
+    (see ``relay``) and passes None on."""
+
+    @staticmethod
+    def forward(ctx, wiring: ElementWiring, sink: GroupSink, size: int, *weights):
+        ctx.wiring, ctx.sink, ctx.size = wiring, sink, size
+        ctx.set_materialize_grads(False)
+        return tuple(w.view_as(w) for w in weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        part = group_gradient(ctx.wiring, (ctx.sink.first, ctx.sink.stop), grads, ctx.size)
+        if part is not None:
+            ctx.sink.add(part)
+        return (None, None, None, *([None] * len(grads)))
+
+
+def group_gradient(wiring: ElementWiring, group: tuple[int, int], grads, size: int) -> torch.Tensor | None:
+    """The ring gradient from the gradients of the layers ``group`` (None for a layer without one: it adds
+    nothing); None when no layer has one."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    if kernels.usable(present[0]):
+        return _compiled_backward(wiring, group, grads, size)
+    return _torch_backward(wiring, group, grads, size)
+
+
+def _group_chunks(wiring: ElementWiring, group: tuple[int, int]) -> tuple[int, int]:
+    """The chunks ``[q0, q1)`` that hold weights of the layers ``group`` (the end ones may hold other layers' too)."""
+    starts = wiring.starts
+    return int(starts[group[0]]) >> wiring.bits, ((int(starts[group[1]]) - 1) >> wiring.bits) + 1
+
+
+def _torch_backward(wiring: ElementWiring, group: tuple[int, int], grads, size: int) -> torch.Tensor:
+    """The plain-torch backward of one group: every weight's contribution sign * c * g lands on its ring entry,
+    copy by copy in ascending order (the compiled kernel's sum order, so the bits are the same)."""
+    present = next(g for g in grads if g is not None)
+    bits, width, device, dtype = wiring.bits, 1 << wiring.bits, present.device, present.dtype
+    first, stop = group
+    starts, scales = wiring.starts.tolist(), wiring.scales.tolist()
+    q0, q1 = _group_chunks(wiring, group)
+    lo, hi = q0 * width, min(starts[-1], q1 * width)
+    offset, negative = _decode(_codes_of_weights(wiring, q0, q1, device))
+    j = torch.arange(lo, hi, dtype=torch.int64, device=device)
+    inside = (j >= starts[first]) & (j < starts[stop])
+    flat = torch.cat([(torch.zeros(starts[i + 1] - starts[i], dtype=dtype, device=device) if g is None
+                       else g.reshape(-1) if scales[i] == 1.0 else g.reshape(-1) * scales[i])
+                      for i, g in zip(range(first, stop), grads)])
+    values = flat[j[inside] - starts[first]]
+    values = torch.where(negative[inside], -values, values)
+    tile_of_chunk = torch.empty_like(wiring.start)
+    tile_of_chunk[wiring.start >> bits] = torch.arange(wiring.start.numel(), device=wiring.start.device)
+    position = tile_of_chunk.to(device)[j[inside] >> bits] * width + offset[inside]  # tiled position p
+    order = torch.argsort(position)
+    position, values = position[order], values[order]
+    copies = torch.unique_consecutive(position // size, return_counts=True)[1].tolist()
+    grad = torch.zeros(size, dtype=dtype, device=device)
+    for entries, part in zip(torch.split(position % size, copies), torch.split(values, copies)):
+        grad.index_add_(0, entries, part)  # distinct entries within a copy: no two writes collide
+    return grad
+
+
+def _codes_of_weights(wiring: ElementWiring, q0: int, q1: int, device) -> torch.Tensor:
+    """The forward codes (offset | sign << 15) of the weights of chunks ``[q0, q1)``: read from the table, or
+    computed from the hash where the recompute wiring keeps none."""
+    width, total = 1 << wiring.bits, int(wiring.starts[-1])
+    lo, hi = q0 * width, min(total, q1 * width)
+    if wiring.fwd is not None:
+        return wiring.fwd[lo:hi]
+    spec, full = wiring.spec, wiring.full_chunks
+    key = spec.key(wr.PURPOSE_PERMUTATION)
+    parts = []
+    if q0 < min(q1, full):
+        count = min(q1, full) - q0
+        rho = wr.within_chunk_positions(q0, count, wiring.bits, key, permute=spec.permute, device=device)
+        parts.append(_codes(rho.reshape(-1), _signs(spec, q0 * width, count * width, device)))
+    if q1 > full:  # the short last chunk
+        tail = total - full * width
+        rho = wr.tail_positions(tail, key, permute=spec.permute, device=device)
+        parts.append(_codes(rho, _signs(spec, full * width, tail, device)))
+    return torch.cat(parts)
+
+
+def _compiled_backward(wiring: ElementWiring, group: tuple[int, int], grads, size: int) -> torch.Tensor:
+    """The kernel reads every chunk's gradient where it lies (nothing group-sized is concatenated); only chunks
+    that straddle layers are copied, with their layers' scales, into a side buffer of a few chunks; the chunks of
+    other groups get address 0, which the kernel skips."""
     if wiring.chunks is None:
         wiring.chunks = chunk_sources(wiring.starts.tolist(), wiring.bits)
+    first, stop = group
     chunks, width, scales = wiring.chunks, 1 << wiring.bits, wiring.scales.tolist()
-    grads = [g.contiguous() for g in grads]
-    element = grads[0].element_size()
-    address = torch.tensor([g.data_ptr() for g in grads], dtype=torch.int64)[chunks.layer] + chunks.offset * element
-    scale = wiring.scales[chunks.layer]
-    side = torch.empty(len(chunks.straddlers), width, dtype=grads[0].dtype)
-    for row, at, layer, start, length in chunks.pieces:
-        piece = grads[layer].view(-1)[start:start + length]
-        side[row, at:at + length] = piece if scales[layer] == 1.0 else piece * scales[layer]
-    if len(chunks.straddlers):
-        address[chunks.straddlers] = side.data_ptr() + torch.arange(len(side), dtype=torch.int64) * width * element
-        scale[chunks.straddlers] = 1.0
+    grads = [g.contiguous() if g is not None else None for g in grads]
+    present = next(g for g in grads if g is not None)
+    element, dtype = present.element_size(), present.dtype
+    q0, q1 = _group_chunks(wiring, group)
+    layer = chunks.layer[q0:q1].clamp(first, stop - 1)  # a chunk led by an earlier layer straddles: set below
+    pointers = torch.tensor([g.data_ptr() if g is not None else 0 for g in grads], dtype=torch.int64)
+    address = torch.zeros(chunks.layer.numel(), dtype=torch.int64)
+    scale = torch.zeros(chunks.layer.numel(), dtype=torch.float64)
+    sources = pointers[layer - first]
+    address[q0:q1] = torch.where(sources != 0, sources + chunks.offset[q0:q1] * element, 0)  # 0: skipped
+    scale[q0:q1] = wiring.scales[layer]
+    rows = [(row, int(q)) for row, q in enumerate(chunks.straddlers.tolist()) if q0 <= q < q1]
+    side = torch.zeros(len(rows), width, dtype=dtype)
+    local = {row: at for at, (row, _) in enumerate(rows)}
+    for row, at, piece_layer, start, length in chunks.pieces:
+        if row in local and first <= piece_layer < stop and grads[piece_layer - first] is not None:  # else: zero
+            piece = grads[piece_layer - first].view(-1)[start:start + length]
+            side[local[row], at:at + length] = piece if scales[piece_layer] == 1.0 else piece * scales[piece_layer]
+    for at, (_, q) in enumerate(rows):
+        address[q] = side.data_ptr() + at * width * element
+        scale[q] = 1.0
     slot_chunk = wiring.start >> wiring.bits
-    grad_ring = torch.empty(size, dtype=grads[0].dtype)
+    grad_ring = torch.empty(size, dtype=dtype)
     if wiring.inv is not None:
         kernels.backward(address[slot_chunk], scale[slot_chunk], wiring.inv, wiring.bits, grad_ring)
     else:  # recompute: no T-sized table; the short last chunk's inverse codes (< 2**bits) come from here

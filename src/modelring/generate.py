@@ -18,7 +18,7 @@ import torch
 from . import wiring as wr
 from .blockwise import Wiring, block_held_bytes, build_block_wiring, generate_blocks
 from .compat import moved_names
-from .elementwise import ElementGenerate, ElementWiring, build_element_wiring, held_bytes
+from .elementwise import ElementWiring, GroupSink, build_element_wiring, generate_elements, held_bytes, relay
 
 if TYPE_CHECKING:  # annotations only: RingSpec lives in modelring.spec (the old path here warns, below)
     from .spec import RingSpec
@@ -43,11 +43,13 @@ def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu
     return (wr.normal_init(spec.size, spec.key(wr.PURPOSE_INIT)) * spec.init_std).to(device=device, dtype=dtype)
 
 
-def generate(ring: torch.Tensor, spec: RingSpec, wiring: Wiring | ElementWiring) -> tuple[torch.Tensor, ...]:
-    """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``."""
+def generate(ring: torch.Tensor, spec: RingSpec, wiring: Wiring | ElementWiring,
+             sinks: list[GroupSink] | None = None) -> tuple[torch.Tensor, ...]:
+    """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``; ``sinks``
+    (element-wise layout) receives one ``GroupSink`` per generation node, for ``RingGenerator.relayed``."""
     shapes = tuple(s.shape for s in spec.segments)
     if spec.element_wise:
-        return ElementGenerate.apply(ring, wiring, shapes)
+        return generate_elements(ring, wiring, shapes, sinks)
     return generate_blocks(ring, spec, wiring, shapes)
 
 
@@ -66,6 +68,9 @@ class RingGenerator:
     _cache_key: tuple | None = field(default=None, repr=False)
     _cache: list | None = field(default=None, repr=False)
     _consumed: list = field(default_factory=lambda: [False], repr=False)
+    _sinks: list = field(default_factory=list, repr=False)  # the generation's groups (element-wise layout)
+    _relays: dict = field(default_factory=dict, repr=False)  # group -> its relayed weights, this generation
+    _generated_with: object = field(default=None, repr=False)  # that generation's wiring
 
     def wiring(self, device: torch.device, dtype: torch.dtype) -> Wiring:
         """The wiring on this device/dtype: kept (cached mode, one device at a time) or rebuilt (recompute)."""
@@ -93,14 +98,33 @@ class RingGenerator:
         key = self._key(ring)
         if not self._stale(key):
             return self._cache
-        self._cache = None  # the previous generation can be freed before this one is allocated
-        weights = list(generate(ring, self.spec, self.wiring(ring.device, ring.dtype)))
-        self._consumed = [False]
-        if weights[0].grad_fn is not None:  # backward through this node frees its graph: generate anew next time
-            consumed = self._consumed
-            weights[0].grad_fn.register_prehook(lambda grads: consumed.__setitem__(0, True))
+        self.clear()  # the previous generation can be freed before this one is allocated
+        wiring, sinks = self.wiring(ring.device, ring.dtype), []
+        weights = list(generate(ring, self.spec, wiring, sinks))
+        self._consumed, self._sinks, self._generated_with = [False], sinks, wiring
+        consumed = self._consumed
+        for node in {id(w.grad_fn): w.grad_fn for w in weights if w.grad_fn is not None}.values():
+            # a backward through any generation node frees its graph: generate anew next time
+            node.register_prehook(lambda grads: consumed.__setitem__(0, True))
         self._cache, self._cache_key = weights, key
         return weights
+
+    def segment_groups(self) -> list[tuple[int, int]]:
+        """The groups of segments ``(first, stop)`` the latest generation made, one autograd node each (empty
+        before a generation, and for the block layout)."""
+        return [(sink.first, sink.stop) for sink in self._sinks]
+
+    def relayed(self, group: int) -> list[torch.Tensor] | None:
+        """The latest generation's weights of group ``group`` through a relay node (``elementwise.relay``), created
+        on the first call after a generation; None where a relay would not help (no autograd history, or a single
+        group: its node is the last to be ready anyway)."""
+        if len(self._sinks) < 2 or self._cache is None or self._cache[0].grad_fn is None:
+            return None
+        if group not in self._relays:
+            sink = self._sinks[group]
+            self._relays[group] = list(relay(self._cache[sink.first:sink.stop], self._generated_with, sink,
+                                             self.spec.size))
+        return self._relays[group]
 
     def latest(self, ring: torch.Tensor) -> list[torch.Tensor]:
         """The most recent generation, whatever the grad mode (generating if there is none)."""
@@ -128,8 +152,10 @@ class RingGenerator:
     def clear(self) -> None:
         """Forget cached weights (not the wiring)."""
         self._cache, self._cache_key = None, None
+        self._sinks, self._relays, self._generated_with = [], {}, None
 
     def __getstate__(self):
         # Generated tensors carry autograd history and cannot be copied or pickled, and the wiring is derived
         # from the spec: copies and pickles hold neither, and rebuild both on first use.
-        return {"spec": self.spec, "_wiring": {}, "_cache_key": None, "_cache": None, "_consumed": [False]}
+        return {"spec": self.spec, "_wiring": {}, "_cache_key": None, "_cache": None, "_consumed": [False],
+                "_sinks": [], "_relays": {}, "_generated_with": None}
