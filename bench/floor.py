@@ -113,7 +113,7 @@ def gather_variants(rounds: int, torch_compile: bool) -> dict:
         "index_select_int64_one_shot": lambda: torch.index_select(signed, 0, index64, out=out),
         "index_select_int32_one_shot": lambda: torch.index_select(signed, 0, index32, out=out),
         "index_select_int32_per_layer": lambda: [torch.index_select(signed, 0, index32[a:b]) for a, b in bounds],
-        "modelring_torch_path_int16": lambda: elementwise._torch_forward(ring, wiring, outs),
+        "modelring_torch_path_int16": lambda: elementwise._torch_forward(ring, wiring, outs, 0, wiring.fwd, 0),
         "modelring_compiled_int16": lambda: kernels.forward(ring, wiring.fwd, wiring.base, wiring.bits,
                                                             wiring.starts, outs, wiring.scales),
     }

@@ -18,7 +18,7 @@ def test_quick_benchmark_writes_json(tmp_path):
     assert set(result["cases"]) == {"resnet20_b128", "mlp12x1024_b16", "transformer_b32"}
     for row in result["cases"].values():
         assert row["dense_s"] > 0 and row["rpg_s"] > 0
-        assert 4.0 <= row["held_bytes_per_virtual"] <= 4.07  # element-wise, cached: int16 tables + chunk tables
+        assert 4.0 <= row["held_bytes_per_virtual"] <= 4.075  # element-wise, cached: int16 tables + 36 B per chunk
         assert row["measured_held_bytes_per_virtual"] == row["held_bytes_per_virtual"]
         assert row["checkpoint"]["within_bound"]
     assert result["recompute"]["held_bytes_per_virtual"] == 0.0
@@ -35,7 +35,7 @@ def test_floor_benchmark_writes_json(tmp_path, monkeypatch):
     assert [r["block"] for r in result["rows"]] == [1, 1, 16]
     assert all(r["forward_over_copy"] > 0 and len(r["backward_over_copy_runs"]) == 2 for r in result["rows"])
     assert [r["kernel"] for r in result["rows"]] == ["compiled", "compiled", "torch"]
-    assert result["rows"][1]["held_bytes_per_virtual"] < 4.07 < result["rows"][2]["held_bytes_per_virtual"]
+    assert result["rows"][1]["held_bytes_per_virtual"] < 4.075 < result["rows"][2]["held_bytes_per_virtual"]
     assert "modelring_compiled_int16" in result["forward_variants"]
 
 

@@ -7,11 +7,14 @@
 //
 // Tables (int16, two bytes per virtual weight each):
 //   fwd[j] = rho_q(j mod B) | sign_j << 15     position of weight j inside its chunk's tile, and its sign
+//                                              (a part of it, from weight fwd_first on, in the recompute wiring)
 //   inv[p] = rho_q^-1(p mod B) | sign << 15    the weight (inside its chunk) that lands on tiled position p
 // and per chunk / slot (int64, one per B weights): base[q] = ring entry where chunk q's tile starts,
 // start[s] = first weight of the chunk whose tile is slot s. Ring entry of tiled position p is p mod n.
 #include <stdint.h>
 #include <omp.h>
+
+#include <vector>
 
 namespace {
 
@@ -77,8 +80,8 @@ inline void gather_chunk(const T* ring, int64_t n, int64_t base, int64_t width, 
 }
 
 template <typename T>
-void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits, int64_t layers,
-             const int64_t* starts, const int64_t* outs, const double* scales, int threads) {
+void forward(const T* ring, int64_t n, const int16_t* fwd, int64_t fwd_first, const int64_t* base, int bits,
+             int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales, int threads) {
     const int64_t first = starts[0], total = starts[layers];  // the layers may be a run of the ring's (a group)
     const int64_t width = int64_t(1) << bits;
     #pragma omp parallel num_threads(threads)
@@ -95,7 +98,8 @@ void forward(const T* ring, int64_t n, const int16_t* fwd, const int64_t* base, 
             end = end < stop ? end : stop;
             T* out = reinterpret_cast<T*>(outs[layer]) + (j - starts[layer]);
             if (end < total && base[end >> bits] + width <= n) prefetch_window(ring + base[end >> bits], width);
-            gather_chunk<T>(ring, n, base[j >> bits], width, fwd + j, end - j, static_cast<T>(scales[layer]), out);
+            gather_chunk<T>(ring, n, base[j >> bits], width, fwd + (j - fwd_first), end - j,
+                            static_cast<T>(scales[layer]), out);
             j = end;
         }
     }
@@ -108,47 +112,76 @@ struct TableCodes {
     void start() {}
     void finish() {}
     const uint16_t* tile(int64_t s) { return inv + (s << bits); }
+    void prefetch(int64_t s) const { prefetch_window(inv + (s << bits), int64_t(1) << bits); }
 };
 
-// slot_src[s]: address of the gradient of the chunk whose tile is slot s (inside a layer's gradient, or a
-// copy for chunks that straddle layers), or 0 for a chunk outside the group of layers being differentiated (its
-// tile is skipped: the sum runs over the group's copies only, still in ascending order); slot_scale[s]: its layer
-// scale. Codes supplies each tile's inverse codes
-// (a table, or computed from the hash for the recompute wiring); each thread works on its own copy of it.
-template <typename T, typename Codes>
-void backward(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n, Codes codes, int bits,
-              T* out, int threads) {
-    const int64_t copies = (total + n - 1) / n;
+// The backward of one group of layers (elementwise.gradient_groups): for every ring entry k,
+//   out[k] += sum over the group's tiles t, ascending, of scale_t * sign * gradient of the weight on tiled
+//             position p = t*B + i with p mod n = k
+// (added one term after the other onto out[k]; blocks of entries that no tile reaches are not touched).
+// Ascending tiles are ascending copies for every entry. The tiles (sorted by the caller) are cut into pieces that
+// stay inside one block of `span` ring entries and do not wrap around the ring; a counting sort buckets the pieces
+// by block, keeping the tile order; each block is then summed by one thread in a small buffer that stays in L1.
+// So every entry sums its copies in ascending order whatever the thread count, and the work is the group's
+// weights, however many groups a ring has. tile_src[i]: address of the gradient of
+// the chunk on tile tiles[i] (inside a layer's gradient, or a copy for chunks that straddle layers);
+// tile_scale[i]: its layer scale. Codes supplies each tile's inverse codes (a table, or computed from the hash for
+// the recompute wiring); each thread works on its own copy of it.
+struct Piece {
+    int64_t tile;   // index into the listed tiles
+    int64_t at;     // first tiled position p
+    int64_t length;
+};
+
+template <typename F>
+void for_each_piece(const int64_t* tiles, int64_t count, int64_t total, int64_t n, int bits, int64_t span, F&& f) {
     const int64_t width = int64_t(1) << bits;
-    constexpr int64_t span = 4096;  // ring entries accumulated together: the partial sums stay in L1
+    for (int64_t i = 0; i < count; i++) {
+        const int64_t p0 = tiles[i] << bits, p1 = p0 + width < total ? p0 + width : total;
+        for (int64_t p = p0; p < p1;) {
+            const int64_t k = p % n, block = k / span;
+            int64_t length = p1 - p;
+            length = length < n - k ? length : n - k;                      // no wrap around the ring's end
+            length = length < (block + 1) * span - k ? length : (block + 1) * span - k;  // inside one block
+            f(Piece{i, p, length}, block);
+            p += length;
+        }
+    }
+}
+
+template <typename T, typename Codes>
+void backward(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale, int64_t total,
+              int64_t n, Codes codes, int bits, T* out, int threads) {
+    constexpr int64_t span = 4096;  // ring entries summed together: the partial sums stay in L1
+    const int64_t width = int64_t(1) << bits;
+    const int64_t blocks = (n + span - 1) / span;
+    std::vector<int64_t> first(blocks + 1, 0);
+    for_each_piece(tiles, count, total, n, bits, span, [&](const Piece&, int64_t block) { first[block + 1]++; });
+    for (int64_t b = 0; b < blocks; b++) first[b + 1] += first[b];
+    std::vector<Piece> pieces(first[blocks]);
+    std::vector<int64_t> next(first.begin(), first.end() - 1);
+    for_each_piece(tiles, count, total, n, bits, span,
+                   [&](const Piece& piece, int64_t block) { pieces[next[block]++] = piece; });
     #pragma omp parallel num_threads(threads)
     {
         Codes local = codes;
         local.start();
+        T acc[span];
         #pragma omp for schedule(static)
-        for (int64_t k0 = 0; k0 < n; k0 += span) {
-            const int64_t k1 = k0 + span < n ? k0 + span : n;
-            T acc[span];
-            for (int64_t k = 0; k < k1 - k0; k++) acc[k] = 0;
-            for (int64_t c = 0; c < copies; c++) {  // ascending copies: the same sum order for any thread count
-                const int64_t p0 = c * n + k0;
-                const int64_t p1 = c * n + k1 < total ? c * n + k1 : total;
-                for (int64_t p = p0; p < p1;) {  // pieces inside one tile: one source chunk
-                    int64_t end = (p | (width - 1)) + 1;
-                    end = end < p1 ? end : p1;
-                    const int64_t next = end < p1 ? end : p0 + n;  // this copy's next tile or the next copy
-                    if (next < total && slot_src[next >> bits] != 0)
-                        prefetch_window(reinterpret_cast<const T*>(slot_src[next >> bits]), width);
-                    const int64_t s = p >> bits;
-                    if (slot_src[s] == 0) {  // a chunk of another group: it adds nothing here
-                        p = end;
-                        continue;
-                    }
-                    const uint16_t* code = local.tile(s) + (p & (width - 1));
-                    accumulate_window<T>(reinterpret_cast<const T*>(slot_src[s]), code, end - p,
-                                         static_cast<T>(slot_scale[s]), acc + (p - p0));
-                    p = end;
+        for (int64_t b = 0; b < blocks; b++) {
+            if (first[b] == first[b + 1]) continue;  // no tile of the group reaches these entries
+            const int64_t k0 = b * span, k1 = k0 + span < n ? k0 + span : n;
+            for (int64_t k = 0; k < k1 - k0; k++) acc[k] = out[k0 + k];
+            for (int64_t j = first[b]; j < first[b + 1]; j++) {
+                const Piece& piece = pieces[j];
+                if (j + 2 < first[b + 1]) {  // two pieces ahead: a block of a group holds few
+                    prefetch_window(reinterpret_cast<const T*>(tile_src[pieces[j + 2].tile]), width);
+                    local.prefetch(tiles[pieces[j + 2].tile]);
                 }
+                const int64_t t = tiles[piece.tile];
+                const uint16_t* code = local.tile(t) + (piece.at - (t << bits));
+                accumulate_window<T>(reinterpret_cast<const T*>(tile_src[piece.tile]), code, piece.length,
+                                     static_cast<T>(tile_scale[piece.tile]), acc + (piece.at % n - k0));
             }
             for (int64_t k = 0; k < k1 - k0; k++) out[k0 + k] = acc[k];
         }
@@ -186,7 +219,7 @@ inline uint32_t feistel(uint32_t x, int bits, const uint32_t* round_keys, int ro
 constexpr int kRounds = 4;  // wiring._FEISTEL_ROUNDS (kernels.element_tables checks it)
 constexpr int64_t kMaxWidth = int64_t(1) << 15;  // codes keep 15 bits of offset
 
-void element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int permute, int reflect,
+void element_tables(int64_t first, int64_t chunks, int bits, const int64_t* chunk_keys, int permute, int reflect,
                     int64_t sign_key, const int64_t* sigma, int16_t* fwd, int16_t* inv, int threads) {
     const int64_t width = int64_t(1) << bits;
     #pragma omp parallel num_threads(threads)
@@ -194,18 +227,18 @@ void element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int per
         uint16_t* code = new uint16_t[width];
         uint16_t* sign = new uint16_t[width];
         #pragma omp for schedule(static)
-        for (int64_t q = 0; q < chunks; q++) {
+        for (int64_t q = first; q < first + chunks; q++) {
             uint32_t keys[kRounds];
             for (int k = 0; k < kRounds; k++) keys[k] = hash32(static_cast<uint32_t>(q ^ chunk_keys[k]));
-            const uint32_t first = static_cast<uint32_t>((q * width) ^ sign_key);  // low 32 bits, as the hash takes
+            const uint32_t seed = static_cast<uint32_t>((q * width) ^ sign_key);  // low 32 bits, as the hash takes
             for (int64_t r = 0; r < width; r++) {
                 code[r] = static_cast<uint16_t>(permute ? feistel(static_cast<uint32_t>(r), bits, keys, kRounds)
                                                         : static_cast<uint32_t>(r));
                 // (q*B + r) ^ key on the low 32 bits: q*B is a multiple of B > r, so the sum is an or
-                sign[r] = reflect ? static_cast<uint16_t>((hash32(first ^ static_cast<uint32_t>(r)) >> 31) << 15) : 0;
+                sign[r] = reflect ? static_cast<uint16_t>((hash32(seed ^ static_cast<uint32_t>(r)) >> 31) << 15) : 0;
             }
-            if (fwd != nullptr) {  // either table may be skipped (the recompute wiring builds one at a time)
-                uint16_t* f = reinterpret_cast<uint16_t*>(fwd) + q * width;
+            if (fwd != nullptr) {  // either table may be skipped (the recompute wiring's forward builds fwd per group)
+                uint16_t* f = reinterpret_cast<uint16_t*>(fwd) + (q - first) * width;  // fwd starts at chunk first
                 for (int64_t r = 0; r < width; r++) f[r] = code[r] | sign[r];
             }
             if (inv != nullptr) {
@@ -240,6 +273,7 @@ struct HashedCodes {
         delete[] buffer;
         delete[] rho;
     }
+    void prefetch(int64_t) const {}  // the codes are computed, not read
     const uint16_t* tile(int64_t s) {
         const int64_t width = int64_t(1) << bits;
         if (s == chunks) return reinterpret_cast<const uint16_t*>(tail);
@@ -265,50 +299,51 @@ struct HashedCodes {
 
 extern "C" {
 
-void modelring_element_tables(int64_t chunks, int bits, const int64_t* chunk_keys, int permute, int reflect,
-                              int64_t sign_key, const int64_t* sigma, int16_t* fwd, int16_t* inv, int threads) {
-    element_tables(chunks, bits, chunk_keys, permute, reflect, sign_key, sigma, fwd, inv, threads);
+void modelring_element_tables(int64_t first, int64_t chunks, int bits, const int64_t* chunk_keys, int permute,
+                              int reflect, int64_t sign_key, const int64_t* sigma, int16_t* fwd, int16_t* inv,
+                              int threads) {
+    element_tables(first, chunks, bits, chunk_keys, permute, reflect, sign_key, sigma, fwd, inv, threads);
 }
 
-void modelring_forward_f32(const float* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
-                           int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
+void modelring_forward_f32(const float* ring, int64_t n, const int16_t* fwd, int64_t fwd_first,
+                           const int64_t* base, int bits, int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
                            int threads) {
-    forward<float>(ring, n, fwd, base, bits, layers, starts, outs, scales, threads);
+    forward<float>(ring, n, fwd, fwd_first, base, bits, layers, starts, outs, scales, threads);
 }
 
-void modelring_forward_f64(const double* ring, int64_t n, const int16_t* fwd, const int64_t* base, int bits,
-                           int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
+void modelring_forward_f64(const double* ring, int64_t n, const int16_t* fwd, int64_t fwd_first,
+                           const int64_t* base, int bits, int64_t layers, const int64_t* starts, const int64_t* outs, const double* scales,
                            int threads) {
-    forward<double>(ring, n, fwd, base, bits, layers, starts, outs, scales, threads);
+    forward<double>(ring, n, fwd, fwd_first, base, bits, layers, starts, outs, scales, threads);
 }
 
-void modelring_backward_f32(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
-                            const int16_t* inv, int bits, float* out, int threads) {
-    backward<float>(slot_src, slot_scale, total, n, TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits,
-                    out, threads);
+void modelring_backward_f32(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
+                            int64_t total, int64_t n, const int16_t* inv, int bits, float* out, int threads) {
+    backward<float>(tiles, count, tile_src, tile_scale, total, n,
+                    TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, threads);
 }
 
-void modelring_backward_f64(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
-                            const int16_t* inv, int bits, double* out, int threads) {
-    backward<double>(slot_src, slot_scale, total, n, TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits,
-                     out, threads);
+void modelring_backward_f64(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
+                            int64_t total, int64_t n, const int16_t* inv, int bits, double* out, int threads) {
+    backward<double>(tiles, count, tile_src, tile_scale, total, n,
+                     TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, threads);
 }
 
 // The backward of the recompute wiring: the same sums, the inverse codes computed per tile from the hash
-void modelring_backward_hashed_f32(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
-                                   int bits, int64_t chunks, const int64_t* chunk_keys, int permute, int reflect,
-                                   int64_t sign_key, const int64_t* slot_chunk, const int16_t* tail, float* out,
-                                   int threads) {
+void modelring_backward_hashed_f32(const int64_t* tiles, int64_t count, const int64_t* tile_src,
+                                   const double* tile_scale, int64_t total, int64_t n, int bits, int64_t chunks,
+                                   const int64_t* chunk_keys, int permute, int reflect, int64_t sign_key,
+                                   const int64_t* slot_chunk, const int16_t* tail, float* out, int threads) {
     HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
-    backward<float>(slot_src, slot_scale, total, n, codes, bits, out, threads);
+    backward<float>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, threads);
 }
 
-void modelring_backward_hashed_f64(const int64_t* slot_src, const double* slot_scale, int64_t total, int64_t n,
-                                   int bits, int64_t chunks, const int64_t* chunk_keys, int permute, int reflect,
-                                   int64_t sign_key, const int64_t* slot_chunk, const int16_t* tail, double* out,
-                                   int threads) {
+void modelring_backward_hashed_f64(const int64_t* tiles, int64_t count, const int64_t* tile_src,
+                                   const double* tile_scale, int64_t total, int64_t n, int bits, int64_t chunks,
+                                   const int64_t* chunk_keys, int permute, int reflect, int64_t sign_key,
+                                   const int64_t* slot_chunk, const int16_t* tail, double* out, int threads) {
     HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
-    backward<double>(slot_src, slot_scale, total, n, codes, bits, out, threads);
+    backward<double>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, threads);
 }
 
 }  // extern "C"

@@ -86,7 +86,7 @@ class ParamCount:
 
     @property
     def held_bytes_per_virtual(self) -> float:
-        """Bytes kept between steps per generated (or adapted) weight (about 4.06 element-wise cached, 0
+        """Bytes kept between steps per generated (or adapted) weight (about 4.07 element-wise cached, 0
         recompute)."""
         weights = self.generated + self.adapted
         return self.held_bytes / weights if weights else 0.0

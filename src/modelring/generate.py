@@ -18,7 +18,7 @@ import torch
 from . import wiring as wr
 from .blockwise import Wiring, block_held_bytes, build_block_wiring, generate_blocks
 from .compat import moved_names
-from .elementwise import ElementWiring, GroupSink, build_element_wiring, generate_elements, held_bytes, relay
+from .elementwise import ElementWiring, build_element_wiring, generate_elements, held_bytes, relay
 
 if TYPE_CHECKING:  # annotations only: RingSpec lives in modelring.spec (the old path here warns, below)
     from .spec import RingSpec
@@ -44,12 +44,12 @@ def initial_ring(spec: RingSpec, dtype: torch.dtype = torch.float32, device="cpu
 
 
 def generate(ring: torch.Tensor, spec: RingSpec, wiring: Wiring | ElementWiring,
-             sinks: list[GroupSink] | None = None) -> tuple[torch.Tensor, ...]:
-    """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``; ``sinks``
-    (element-wise layout) receives one ``GroupSink`` per generation node, for ``RingGenerator.relayed``."""
+             groups: list | None = None) -> tuple[torch.Tensor, ...]:
+    """The generated tensors of one ring, one per segment, differentiable with respect to ``ring``; ``groups``
+    (element-wise layout) receives one ``(first, stop, sink)`` per generation node, for ``RingGenerator.relayed``."""
     shapes = tuple(s.shape for s in spec.segments)
     if spec.element_wise:
-        return generate_elements(ring, wiring, shapes, sinks)
+        return generate_elements(ring, wiring, shapes, groups)
     return generate_blocks(ring, spec, wiring, shapes)
 
 
@@ -68,14 +68,14 @@ class RingGenerator:
     _cache_key: tuple | None = field(default=None, repr=False)
     _cache: list | None = field(default=None, repr=False)
     _consumed: list = field(default_factory=lambda: [False], repr=False)
-    _sinks: list = field(default_factory=list, repr=False)  # the generation's groups (element-wise layout)
+    _groups: list = field(default_factory=list, repr=False)  # the generation's groups (element-wise layout)
     _relays: dict = field(default_factory=dict, repr=False)  # group -> its relayed weights, this generation
     _generated_with: object = field(default=None, repr=False)  # that generation's wiring
 
     def wiring(self, device: torch.device, dtype: torch.dtype) -> Wiring:
         """The wiring on this device/dtype: kept (cached mode, one device at a time) or rebuilt (recompute)."""
-        if self.spec.wiring == "recompute":  # the forward's table only; the backward builds its own (elementwise)
-            return build_wiring(self.spec, device, dtype, tables=("fwd",))
+        if self.spec.wiring == "recompute":  # no table: forward and backward compute their codes (elementwise)
+            return build_wiring(self.spec, device, dtype, tables=())
         key = (device, dtype)
         if key not in self._wiring:
             self._wiring = {key: build_wiring(self.spec, device, dtype)}
@@ -99,9 +99,9 @@ class RingGenerator:
         if not self._stale(key):
             return self._cache
         self.clear()  # the previous generation can be freed before this one is allocated
-        wiring, sinks = self.wiring(ring.device, ring.dtype), []
-        weights = list(generate(ring, self.spec, wiring, sinks))
-        self._consumed, self._sinks, self._generated_with = [False], sinks, wiring
+        wiring, groups = self.wiring(ring.device, ring.dtype), []
+        weights = list(generate(ring, self.spec, wiring, groups))
+        self._consumed, self._groups, self._generated_with = [False], groups, wiring
         consumed = self._consumed
         for node in {id(w.grad_fn): w.grad_fn for w in weights if w.grad_fn is not None}.values():
             # a backward through any generation node frees its graph: generate anew next time
@@ -112,18 +112,17 @@ class RingGenerator:
     def segment_groups(self) -> list[tuple[int, int]]:
         """The groups of segments ``(first, stop)`` the latest generation made, one autograd node each (empty
         before a generation, and for the block layout)."""
-        return [(sink.first, sink.stop) for sink in self._sinks]
+        return [(first, stop) for first, stop, _ in self._groups]
 
     def relayed(self, group: int) -> list[torch.Tensor] | None:
         """The latest generation's weights of group ``group`` through a relay node (``elementwise.relay``), created
         on the first call after a generation; None where a relay would not help (no autograd history, or a single
         group: its node is the last to be ready anyway)."""
-        if len(self._sinks) < 2 or self._cache is None or self._cache[0].grad_fn is None:
+        if len(self._groups) < 2 or self._cache is None or self._cache[0].grad_fn is None:
             return None
         if group not in self._relays:
-            sink = self._sinks[group]
-            self._relays[group] = list(relay(self._cache[sink.first:sink.stop], self._generated_with, sink,
-                                             self.spec.size))
+            first, stop, sink = self._groups[group]
+            self._relays[group] = list(relay(self._cache[first:stop], self._generated_with, (first, stop), sink))
         return self._relays[group]
 
     def latest(self, ring: torch.Tensor) -> list[torch.Tensor]:
@@ -152,10 +151,10 @@ class RingGenerator:
     def clear(self) -> None:
         """Forget cached weights (not the wiring)."""
         self._cache, self._cache_key = None, None
-        self._sinks, self._relays, self._generated_with = [], {}, None
+        self._groups, self._relays, self._generated_with = [], {}, None
 
     def __getstate__(self):
         # Generated tensors carry autograd history and cannot be copied or pickled, and the wiring is derived
         # from the spec: copies and pickles hold neither, and rebuild both on first use.
         return {"spec": self.spec, "_wiring": {}, "_cache_key": None, "_cache": None, "_consumed": [False],
-                "_sinks": [], "_relays": {}, "_generated_with": None}
+                "_groups": [], "_relays": {}, "_generated_with": None}

@@ -81,16 +81,15 @@ def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(target))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for name in _FLOATS.values():
-        getattr(lib, f"modelring_forward_{name}").argtypes = [ptr, i64, ptr, ptr, ctypes.c_int, i64, ptr, ptr,
-                                                              ptr, ctypes.c_int]
-        getattr(lib, f"modelring_backward_{name}").argtypes = [ptr, ptr, i64, i64, ptr, ctypes.c_int, ptr,
-                                                               ctypes.c_int]
-    for name in _FLOATS.values():
-        getattr(lib, f"modelring_backward_hashed_{name}").argtypes = [ptr, ptr, i64, i64, ctypes.c_int, i64, ptr,
-                                                                      ctypes.c_int, ctypes.c_int, i64, ptr, ptr,
-                                                                      ptr, ctypes.c_int]
-    lib.modelring_element_tables.argtypes = [i64, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_int, i64, ptr, ptr, ptr,
-                                             ctypes.c_int]
+        getattr(lib, f"modelring_forward_{name}").argtypes = [ptr, i64, ptr, i64, ptr, ctypes.c_int, i64, ptr,
+                                                              ptr, ptr, ctypes.c_int]
+        getattr(lib, f"modelring_backward_{name}").argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, ctypes.c_int,
+                                                               ptr, ctypes.c_int]
+        getattr(lib, f"modelring_backward_hashed_{name}").argtypes = [ptr, i64, ptr, ptr, i64, i64, ctypes.c_int,
+                                                                      i64, ptr, ctypes.c_int, ctypes.c_int, i64,
+                                                                      ptr, ptr, ptr, ctypes.c_int]
+    lib.modelring_element_tables.argtypes = [i64, i64, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_int, i64, ptr, ptr,
+                                             ptr, ctypes.c_int]
     return lib
 
 
@@ -116,40 +115,46 @@ def usable(tensor: torch.Tensor) -> bool:
 
 
 def forward(ring: torch.Tensor, fwd: torch.Tensor, base: torch.Tensor, bits: int, starts: torch.Tensor,
-            outs: list[torch.Tensor], scales: torch.Tensor) -> None:
-    """Write every layer's generated weights into ``outs`` (contiguous, one per layer)."""
+            outs: list[torch.Tensor], scales: torch.Tensor, fwd_first: int = 0) -> None:
+    """Write the generated weights of the layers that ``starts`` bounds into ``outs`` (contiguous, one per layer);
+    ``fwd`` holds the codes of the weights from ``fwd_first`` on (the whole table: 0)."""
     pointers = torch.tensor([o.data_ptr() for o in outs], dtype=torch.int64)
     getattr(library(), f"modelring_forward_{_FLOATS[ring.dtype]}")(
-        ring.data_ptr(), ring.numel(), fwd.data_ptr(), base.data_ptr(), bits, len(outs), starts.data_ptr(),
-        pointers.data_ptr(), scales.data_ptr(), torch.get_num_threads())
+        ring.data_ptr(), ring.numel(), fwd.data_ptr(), fwd_first, base.data_ptr(), bits, len(outs),
+        starts.data_ptr(), pointers.data_ptr(), scales.data_ptr(), torch.get_num_threads())
 
 
-def backward(slot_src: torch.Tensor, slot_scale: torch.Tensor, inv: torch.Tensor, bits: int,
+def backward(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor, inv: torch.Tensor, bits: int,
              out: torch.Tensor) -> None:
-    """out[k] = sum over the copies c (ascending) of scale * sign * gradient of the weight on tiled position
-    c*N + k; ``slot_src[s]`` is the address of the gradient of the chunk on tile s, ``slot_scale[s]`` its scale."""
+    """out[k] += sum over the listed tiles t (ascending: ``tiles`` sorted) of scale * sign * gradient of the weight
+    on tiled position p = t * 2**bits + i with p mod N = k, term by term; ``tile_src[i]`` is the address of the gradient of the
+    chunk on tile ``tiles[i]``, ``tile_scale[i]`` its scale (int64, int64, float64, all contiguous)."""
     getattr(library(), f"modelring_backward_{_FLOATS[out.dtype]}")(
-        slot_src.data_ptr(), slot_scale.data_ptr(), inv.numel(), out.numel(), inv.data_ptr(), bits, out.data_ptr(),
-        torch.get_num_threads())
+        tiles.data_ptr(), tiles.numel(), tile_src.data_ptr(), tile_scale.data_ptr(), inv.numel(), out.numel(),
+        inv.data_ptr(), bits, out.data_ptr(), torch.get_num_threads())
 
 
 def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
-                   sigma: torch.Tensor, fwd: torch.Tensor | None, inv: torch.Tensor | None) -> None:
-    """Fill the int16 tables of the first ``chunks`` full chunks (``fwd``, and ``inv`` at each chunk's slot
-    ``sigma``; a table given as None is skipped) from the integer hash, as ``elementwise.build_element_wiring``'s
-    torch loop does (tested equal)."""
+                   sigma: torch.Tensor | None, fwd: torch.Tensor | None, inv: torch.Tensor | None, first: int = 0
+                   ) -> None:
+    """Fill the int16 tables of the ``chunks`` full chunks from chunk ``first`` on (``fwd``, which starts at chunk
+    ``first``, and ``inv`` at each chunk's slot ``sigma[q]``; a table given as None is skipped) from the integer
+    hash, as ``elementwise.build_element_wiring``'s torch loop does (tested equal)."""
     if len(chunk_keys) != 4 or not 1 <= bits <= 15:  # the kernel's compile-time rounds; 15-bit offsets
         raise ValueError(f"the compiled tables take 4 round keys and 1..15 bits, got {len(chunk_keys)} and {bits}")
     keys = torch.tensor(chunk_keys, dtype=torch.int64)
-    slots = sigma.to(torch.int64).contiguous()  # kept alive in a name until the call returns
-    library().modelring_element_tables(chunks, bits, keys.data_ptr(), int(permute), int(reflect), sign_key,
-                                       slots.data_ptr(), fwd.data_ptr() if fwd is not None else None,
+    if inv is not None and sigma is None:
+        raise ValueError("the inverse table needs sigma, the slot of every chunk")
+    slots = sigma.to(torch.int64).contiguous() if sigma is not None else None  # alive until the call returns
+    library().modelring_element_tables(first, chunks, bits, keys.data_ptr(), int(permute), int(reflect), sign_key,
+                                       slots.data_ptr() if slots is not None else None,
+                                       fwd.data_ptr() if fwd is not None else None,
                                        inv.data_ptr() if inv is not None else None, torch.get_num_threads())
 
 
-def backward_hashed(slot_src: torch.Tensor, slot_scale: torch.Tensor, total: int, bits: int, chunks: int,
-                    chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int, slot_chunk: torch.Tensor,
-                    tail: torch.Tensor, out: torch.Tensor) -> None:
+def backward_hashed(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor, total: int, bits: int,
+                    chunks: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
+                    slot_chunk: torch.Tensor, tail: torch.Tensor, out: torch.Tensor) -> None:
     """``backward`` for the recompute wiring: every tile's inverse codes computed from the hash as the sums need
     them (the full chunk on slot s is ``slot_chunk[s]``; the short last chunk's tile, slot ``chunks``, reads
     ``tail``), so no T-sized table exists at any time. Bitwise the same sums as ``backward`` (tested)."""
@@ -158,5 +163,6 @@ def backward_hashed(slot_src: torch.Tensor, slot_scale: torch.Tensor, total: int
     keys = torch.tensor(chunk_keys, dtype=torch.int64)
     slots, tail = slot_chunk.to(torch.int64).contiguous(), tail.contiguous()  # alive until the call returns
     getattr(library(), f"modelring_backward_hashed_{_FLOATS[out.dtype]}")(
-        slot_src.data_ptr(), slot_scale.data_ptr(), total, out.numel(), bits, chunks, keys.data_ptr(), int(permute), int(reflect), sign_key, slots.data_ptr(),
-        tail.data_ptr(), out.data_ptr(), torch.get_num_threads())
+        tiles.data_ptr(), tiles.numel(), tile_src.data_ptr(), tile_scale.data_ptr(), total, out.numel(), bits, chunks,
+        keys.data_ptr(), int(permute), int(reflect), sign_key, slots.data_ptr(), tail.data_ptr(), out.data_ptr(),
+        torch.get_num_threads())
