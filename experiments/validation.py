@@ -1,10 +1,12 @@
-"""Shared by the issue-13 experiments: run a plan of (setting, seed) on a validation split, resumably, and write the
-table after every finished run (per-arm mean with 95% t-interval, comparisons against a reference arm with 95%
-Welch intervals, Holm-adjusted p and the MDE from the pooled seed sigma), copying every run's per-epoch metrics.
+"""Shared by the issue-13/22/24 experiments: run a plan of (setting, seed) on a validation split, resumably, and
+write the table after every finished run (per-arm mean with 95% t-interval, comparisons against a reference arm
+with 95% Welch intervals, Holm-adjusted p and the MDE from the pooled seed sigma), copying every run's per-epoch
+metrics.
 
-Each script gives its plan, its reference arm and its text; runs are ``modelring train`` runs of
-``configs/fmnist_resnet20_rpg.yaml`` through ``modelring.sweep.run_settings`` (finished runs reused when their
-stored config matches, killed runs resumed from last.pt).
+Each script gives its plan, its reference arm and its text; runs are ``modelring train`` runs of a recipe (by
+default ``configs/fmnist_resnet20_rpg.yaml``; the language-model experiments pass theirs) through
+``modelring.sweep.run_settings`` (finished runs reused when their stored config matches, killed runs resumed from
+last.pt), scored by the recipe task's selection metric.
 """
 from __future__ import annotations
 
@@ -101,20 +103,32 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str,
     return 0
 
 
+METRIC_NAMES = {"top1": "top-1", "bpb": "bits per byte"}  # how the tables name a selection metric
+
+
 def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, description: str,
-             reference: str | None, command: str, extra=None, test: bool = False) -> list[dict]:
+             reference: str | None, command: str, extra=None, test: bool = False, recipe: str = RECIPE,
+             schedule: list[str] | None = None) -> list[dict]:
     """Train every (setting, seed) of ``plan`` in order; rewrite the tables after each run; return the rows.
 
+    ``recipe`` and ``schedule`` (the overrides every run shares; default: ``overrides(args)``, the Fashion-MNIST
+    schedule) say what trains; the tables use the recipe task's selection score (``val_top1``, ``val_bpb``, ...).
     With ``test``, every finished run's final model is also scored once on the full test set (``test_numbers``):
     the final numbers, reported beside the validation ones; nothing is chosen on them."""
+    from modelring.config import load_config
+    from modelring.sweep import selection_score
+
     started, rows = time.time(), []
     runs, out = Path(args.runs), Path(args.results)
+    schedule = overrides(args) if schedule is None else schedule
+    score, higher = selection_score(load_config(recipe, schedule))
     restore_finished(out, runs)
     for setting, seed in plan[: args.limit_runs]:
-        for r in run_settings(RECIPE, [setting], seeds=[seed], overrides=overrides(args), out=runs):
+        for r in run_settings(recipe, [setting], seeds=[seed], overrides=schedule, out=runs):
             rows.append({**r, "label": setting["label"], **(test_numbers(runs / r["run"]) if test else {})})
         write_tables(rows, runs, out, stem=stem, title=title, description=description, reference=reference,
-                     command=command, started=started, extra=extra)
+                     command=command, started=started, extra=extra, metric=score.removeprefix("val_"),
+                     higher=higher)
     return rows
 
 
@@ -171,7 +185,10 @@ def comparison_lines(values: dict[str, list[float]], reference: str | None, fami
 
 
 def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: str, description: str,
-                 reference: str | None, command: str, started: float, extra=None) -> None:
+                 reference: str | None, command: str, started: float, extra=None, metric: str = "top1",
+                 higher: bool = True) -> None:
+    """The table of ``rows`` (per arm: final-epoch validation ``metric``, the best epoch's, the test one), the
+    comparisons against ``reference``, and the per-epoch metrics and run files beside it."""
     write_rows(rows, out, stem)
     (out / "metrics").mkdir(parents=True, exist_ok=True)
     for r in rows:  # per-epoch metrics of every run beside the table, and what a fresh machine needs to reuse it
@@ -185,22 +202,23 @@ def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: s
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["label"], []).append(r)
-    tested = all("test_top1" in r for r in rows)
+    name, best = METRIC_NAMES.get(metric, metric), (max if higher else min)
+    tested = all(f"test_{metric}" in r for r in rows)
     lines = [f"# {title}", "", f"Command: `{command}` at commit `{commit()}`  ",
              f"Machine: {machine()}. Training time so far: {sum(r.get('wall_s', 0) for r in rows) / 60:.1f} min over "
              f"{len(rows)} runs (this invocation {(time.time() - started) / 60:.1f} min).", "", description, "",
-             "| setting | seeds | DoF | val top-1 (final) [95% CI] | best epoch val top-1 (max) |"
-             + (" test top-1 (final model) [95% CI] |" if tested else ""), "|---|---|---|---|---|" + "---|" * tested]
+             f"| setting | seeds | DoF | val {name} (final) [95% CI] | best epoch val {name} ({best.__name__}) |"
+             + (f" test {name} (final model) [95% CI] |" if tested else ""), "|---|---|---|---|---|" + "---|" * tested]
     for label, members in groups.items():
         lines.append(f"| {label} | {','.join(str(m['seed']) for m in members)} | {members[0]['dof']:,} | "
-                     f"{arm_cell([m['val_top1'] for m in members])} | "
-                     f"{max(m['best_val_top1'] for m in members):.4f} |"
-                     + (f" {arm_cell([m['test_top1'] for m in members])} |" if tested else ""))
-    values = {label: [m["val_top1"] for m in members] for label, members in groups.items()}
-    lines += comparison_lines(values, reference, title, "Validation top-1 (the score fixed before the runs)")
+                     f"{arm_cell([m[f'val_{metric}'] for m in members])} | "
+                     f"{best(m[f'best_val_{metric}'] for m in members):.4f} |"
+                     + (f" {arm_cell([m[f'test_{metric}'] for m in members])} |" if tested else ""))
+    values = {label: [m[f"val_{metric}"] for m in members] for label, members in groups.items()}
+    lines += comparison_lines(values, reference, title, f"Validation {name} (the score fixed before the runs)")
     if tested:
-        lines += comparison_lines({label: [m["test_top1"] for m in members] for label, members in groups.items()},
-                                  reference, f"{title} (test)", "Test top-1 of the final models (the final numbers; "
+        lines += comparison_lines({label: [m[f"test_{metric}"] for m in members] for label, members in groups.items()},
+                                  reference, f"{title} (test)", f"Test {name} of the final models (the final numbers; "
                                   "nothing was chosen on them)")
     lines += extra(values) if extra else []
     lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]

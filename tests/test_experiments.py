@@ -203,3 +203,59 @@ def test_equal_size_chooses_each_arms_setting_on_validation_then_reuses_its_seed
     seed_rows = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
     assert sorted((r["label"], r["seed"]) for r in seed_rows) == sorted((b, s) for b in best.values() for s in "01")
     assert len(list((tmp_path / "runs").iterdir())) == 6  # seed 0 of each chosen setting trained once, in stage lr
+
+
+def test_lm_targets_lr_grid_widens_past_a_winning_edge_and_chooses_inside():
+    import lm_targets as lt
+
+    def scores(arm, values):
+        return {lt.label(arm, lr): v for lr, v in values.items()}
+
+    assert lt.lr_grid("a", {}) == (list(lt.BASE), None)
+    inside = scores("a", {3e-4: 2.1, 1e-3: 2.0, 3e-3: 2.2})
+    assert lt.lr_grid("a", inside) == (list(lt.BASE), 1e-3)
+    high = scores("a", {3e-4: 2.3, 1e-3: 2.2, 3e-3: 2.1})
+    assert lt.lr_grid("a", high) == ([*lt.BASE, 1e-2], None)  # the new rung must land first
+    assert lt.lr_grid("a", {**high, **scores("a", {1e-2: 2.15})}) == ([*lt.BASE, 1e-2], 3e-3)
+    ladder_end = scores("a", {lr: 3 - i * 0.1 for i, lr in enumerate(lt.LADDER)})
+    assert lt.lr_grid("a", ladder_end) == (list(lt.LADDER[2:]), lt.LADDER[-1])  # stops at the ladder's end
+    tie = scores("a", {3e-4: 2.0, 1e-3: 2.0, 3e-3: 2.2, 1e-4: 2.5})
+    assert lt.lr_grid("a", tie) == ([1e-4, *lt.BASE], 3e-4)  # ties go to the lower lr, which then sits inside
+
+
+@pytest.mark.slow
+def test_lm_targets_runs_pilot_sigma_and_main_on_a_tiny_corpus(tmp_path, monkeypatch):
+    import csv
+
+    import numpy as np
+
+    import lm_targets as lt
+
+    words = ["the", "king", "queen", "doth", "speak", "ere", "night", "falls", "upon", "verona", "\n"]
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "plays.txt").write_text(" ".join(np.random.default_rng(0).choice(words, 3000)))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(lt, "BASE", (1e-3, 3e-3))
+    monkeypatch.setattr(lt, "LADDER", (1e-3, 3e-3))  # no widening: two lrs per arm
+    monkeypatch.setattr(lt, "SIGMA_SEEDS", (1,))
+    monkeypatch.setattr(lt, "MAX_SEEDS", 3)
+    common = ["--root", str(tmp_path / "text"), "--tokens", "512", "--epochs", "2", "--context", "16",
+              "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--arms", "linear", "dense",
+              "--set", "model.kwargs={depth: 1, heads: 2, width: 16}", "train.batch_size=8",
+              "train.eval_batch_size=16", "data.val_size=0.1"]
+    with pytest.raises(SystemExit, match="has not chosen an lr"):
+        lt.main(["sigma", *common])
+    assert lt.main(["pilot", *common]) == 0
+    pilot = list(csv.DictReader((tmp_path / "res" / "pilot" / "pilot.csv").open()))
+    assert len(pilot) == 4 and all(0 < float(r["val_bpb"]) < 8 and float(r["test_bpb"]) > 0 for r in pilot)
+    dof = {r["label"].split("_lr")[0]: int(r["dof"]) for r in pilot}
+    ring = lt.ring_entries(["model.kwargs={depth: 1, heads: 2, width: 16}"])
+    assert ring == round(0.05 * 12 * 16 * 16)  # 5% of qkv (3 w x w) + proj (w x w) + fc and proj (4 w x w each)
+    assert dof["linear"] < dof["dense"]
+    text = (tmp_path / "res" / "pilot" / "README.md").read_text()
+    assert "val bits per byte (final)" in text and "best epoch val bits per byte (min)" in text
+    assert lt.main(["sigma", *common]) == 0
+    assert lt.main(["main", *common]) == 0
+    main_rows = list(csv.DictReader((tmp_path / "res" / "main" / "main.csv").open()))
+    assert sorted({r["seed"] for r in main_rows}) == ["0", "1", "2"] and len(main_rows) == 6
+    assert len(list((tmp_path / "runs").iterdir())) == 4 + 1 + 3  # pilot; sigma: seed 1 of linear; main: the rest

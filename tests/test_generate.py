@@ -289,3 +289,44 @@ def test_relays_reduce_each_group_as_soon_as_its_layer_is_differentiated(monkeyp
         assert events.index(("ring", i)) < events.index(("layer", i - 1)), events
     ring, reference = model.modelring.ring0.weight.grad, single.modelring.ring0.weight.grad
     torch.testing.assert_close(ring, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_relayed_groups_under_gradient_checkpointing_give_the_plain_gradient(reentrant, monkeypatch):
+    """A checkpointed layer runs its forward (and its pre-hook, which relays) again inside the backward: the ring
+    gradient and the input gradient equal those of the same model without checkpointing."""
+    import modelring as mr
+    from modelring import elementwise
+    from torch.utils.checkpoint import checkpoint
+
+    monkeypatch.setattr(elementwise, "GROUP_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(elementwise, "GROUP_RING_MULTIPLE", 0)
+    torch.manual_seed(0)
+    model = mr.convert(torch.nn.Sequential(*[torch.nn.Linear(30, 30) for _ in range(4)]).double(), 300,
+                       include=["*.weight"])
+    x = torch.randn(6, 30, dtype=torch.float64, requires_grad=True)
+
+    def run(checkpointed: bool):
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+
+        def middle(h):
+            return model[2](model[1](h))
+
+        class Wrapped(torch.nn.Module):  # the root's forward, so its hooks generate and relay as usual
+            def forward(self, h):
+                h = model[0](h)
+                h = checkpoint(middle, h, use_reentrant=reentrant) if checkpointed else middle(h)
+                return model[3](h)
+
+        forward = model.forward
+        model.forward = Wrapped().forward
+        try:
+            model(x).square().sum().backward()
+        finally:
+            model.forward = forward
+        return model.modelring.ring0.weight.grad.clone(), x.grad.clone()
+
+    plain, checkpointed = run(False), run(True)
+    torch.testing.assert_close(checkpointed[0], plain[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(checkpointed[1], plain[1], rtol=1e-12, atol=1e-12)
