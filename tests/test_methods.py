@@ -114,3 +114,20 @@ def test_attach_pruner_resumes_from_the_zeros_of_a_pruned_model():
     assert resumed.nonzero(model) == 20 + 8 + 2
     with pytest.raises(RuntimeError, match="already attached"):
         resumed.attach(opt)
+
+
+def test_the_default_exclude_applies_where_it_matches_and_written_patterns_are_checked():
+    from modelring.config import load_config
+    from modelring.methods import apply_method
+
+    import modelring as mr
+
+    gpt = mr.create_model("gpt_tiny", depth=1, width=16, heads=2, context=8)
+    converted = apply_method(gpt, load_config(None, ["ring.size=50"]))  # conv1.weight / fc.* match nothing here
+    generated = {seg.name for ring in converted.modelring.rings for seg in ring.spec.segments}
+    assert generated == {f"blocks.0.{n}.weight" for n in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+    resnet = apply_method(mr.create_model("resnet8", num_classes=10, width=4), load_config(None, ["ring.size=50"]))
+    assert {"conv1.weight", "fc.weight"} <= {n for n, p in resnet.named_parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match=r"\['fc.\*'\] match no parameter"):
+        apply_method(mr.create_model("gpt_tiny", depth=1, width=16, heads=2, context=8),
+                     load_config(None, ["ring.size=50", "ring.exclude=[fc.*]"]))

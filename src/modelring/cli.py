@@ -154,13 +154,12 @@ def cmd_export(args) -> int:
         if importlib.util.find_spec("onnx") is None:
             raise ValueError("--onnx needs the onnx package: pip install onnx onnxscript")
         dense.eval()
-        shape = _parse_shape(args.input_shape) if args.input_shape else example_input_shape(dense)
+        example, axes, what = example_input(dense, args.input_shape)
         if not args.input_shape:
-            print(f"ONNX example input {shape} read from the model (channels, and the size its registry entry "
-                  "declares); pass --input-shape C,H,W for another size")
-        torch.onnx.export(dense, (torch.randn(2, *shape),), args.onnx, input_names=["input"], output_names=["output"],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
-        print(f"wrote {args.onnx}: input (batch, {', '.join(map(str, shape))}) with a dynamic batch axis "
+            print(f"ONNX example input {what} read from the model; pass --input-shape for another size")
+        torch.onnx.export(dense, (example,), args.onnx, input_names=["input"], output_names=["output"],
+                          dynamic_shapes=(axes,))
+        print(f"wrote {args.onnx}: input {what} with dynamic {' and '.join(a.__name__ for a in axes.values())} axes "
               f"(weights may sit beside it in {args.onnx}.data)")
     return 0
 
@@ -185,14 +184,37 @@ def cmd_compress(args) -> int:
     return 0
 
 
-def _parse_shape(text: str) -> tuple[int, ...]:
+def _parse_shape(text: str, form: str = "C,H,W") -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
     if not shape or min(shape) < 1:
-        raise ValueError(f"--input-shape must look like C,H,W (positive integers, no batch), got {text!r}")
+        raise ValueError(f"--input-shape must look like {form} (positive integers, no batch), got {text!r}")
     return shape
+
+
+def example_input(model: torch.nn.Module, shape_text: str | None) -> tuple[torch.Tensor, dict, str]:
+    """The ONNX export's example input (a batch of 2), its dynamic axes, and how to name it.
+
+    A language model (registry task ``lm``) takes token ids: (batch, length) int64 below its ``vocab_size``, the
+    length its ``context`` (or ``--input-shape L``), dynamic up to the context. Any other model takes a float
+    tensor of ``example_input_shape`` (or ``--input-shape C,H,W``) with a dynamic batch."""
+    from .models import model_info
+
+    spec = getattr(model, "modelring_model_spec", None)
+    batch = torch.export.Dim("batch")
+    if spec and model_info(spec["name"]).task == "lm":
+        context = getattr(model, "context", model_info(spec["name"]).input_size[-1])
+        shape = _parse_shape(shape_text, "L") if shape_text else (context,)
+        if len(shape) != 1 or not 2 <= shape[0] <= context:
+            raise ValueError(f"--input-shape of a language model is one length L, 2 <= L <= its context ({context}), "
+                             f"got {shape_text!r}")
+        length = shape[0]
+        ids = torch.randint(0, getattr(model, "vocab_size", 256), (2, length))
+        return ids, {0: batch, 1: torch.export.Dim("length", min=2, max=context)}, f"token ids (batch, {length})"
+    shape = _parse_shape(shape_text) if shape_text else example_input_shape(model)
+    return torch.randn(2, *shape), {0: batch}, f"(batch, {', '.join(map(str, shape))})"
 
 
 def example_input_shape(model: torch.nn.Module) -> tuple[int, ...]:

@@ -130,7 +130,8 @@ KEYS = (
         "ring entries (int), fraction of the generated weights (float) or byte budget ('2MB')"),
     Key("ring.seed", 0, _SEED, "seed of the wiring and the ring's initial values (integer arithmetic only)"),
     Key("ring.exclude", ["conv1.weight", "fc.*"], Rule("list", "null"),
-        "parameter-name globs left free (not generated)"),
+        "parameter-name globs left free (not generated); the default (the convnets' stem and classifier) applies "
+        "where it matches, a written pattern that matches nothing is an error"),
     Key("ring.include", None, Rule("list", "null"),
         "parameter-name globs to generate (null: the weights of conv, conv-transpose and linear layers)"),
     Key("ring.scale", None, Rule("null", choices=SCALE_RULES),

@@ -142,3 +142,19 @@ def test_count_and_eval_read_language_models(corpus, tmp_path, capsys):
     assert main(["eval", str(moved)]) == 0
     report = json.loads((moved / "report.json").read_text())
     assert f"val bits per byte {report['val_bpb']:.4f}" in capsys.readouterr().out
+
+
+def test_export_writes_a_language_model_to_onnx_with_token_id_input(corpus, tmp_path, capsys):
+    import onnx  # in the test extra, which CI installs
+    assert train(corpus, tmp_path / "run", "train.epochs=1") == 0
+    model = tmp_path / "run" / "model.safetensors"
+    assert main(["export", str(model), str(tmp_path / "plain.safetensors"), "--onnx", str(tmp_path / "lm.onnx")]) == 0
+    assert "token ids (batch, 16)" in capsys.readouterr().out
+    graph = onnx.load(str(tmp_path / "lm.onnx")).graph
+    onnx.checker.check_model(str(tmp_path / "lm.onnx"))
+    inputs, outputs = graph.input[0].type.tensor_type, graph.output[0].type.tensor_type
+    assert inputs.elem_type == onnx.TensorProto.INT64 and all(d.dim_param for d in inputs.shape.dim)
+    assert [d.dim_value for d in outputs.shape.dim][-1] == 256  # logits over bytes
+    assert main(["export", str(model), str(tmp_path / "p2.safetensors"), "--onnx", str(tmp_path / "x.onnx"),
+                 "--input-shape", "17"]) == 2
+    assert "2 <= L <= its context (16)" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from ..adapters import adapt
 from ..convert import materialize
 from ..count import count_params
 from ..io import load
-from .base import Method
+from .base import Method, ring_exclude
 
 
 class Adapter(Method):
@@ -40,7 +40,7 @@ class Adapter(Method):
             model = materialize(model, inplace=True)
         for param in model.parameters():  # the loaded base is a starting point, whatever its file said
             param.requires_grad_(True)
-        return adapt(model, rc["size"], seed=rc["seed"], include=rc["include"], exclude=rc["exclude"] or None,
+        return adapt(model, rc["size"], seed=rc["seed"], include=rc["include"], exclude=ring_exclude(model, rc),
                      rings=rc["rings"], permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"],
                      scale=rc["scale"], init=ac["init"], init_std=rc["init_std"],
                      trainable_scale=ac["trainable_scale"], train=ac["train"], wiring=rc["wiring"],

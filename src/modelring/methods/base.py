@@ -72,3 +72,20 @@ def get_method(name: str) -> Method:
 def list_methods() -> list[str]:
     """Names of the registered methods, in registration order."""
     return list(METHODS)
+
+
+def ring_exclude(model: nn.Module, rc: dict) -> list[str] | None:
+    """``ring.exclude`` as the methods pass it to ``convert``/``adapt``/the pruner: the patterns a config writes,
+    as written (one that matches no parameter is an error there); the default (the stem and classifier of the
+    registry's convnets, ``conv1.weight`` and ``fc.*``) only as far as it matches this model, so a transformer
+    trained with the default is not refused for names it does not have."""
+    from fnmatch import fnmatch
+
+    from ..config import default_config
+
+    exclude = rc["exclude"] or None
+    if exclude is None or list(exclude) != list(default_config()["ring"]["exclude"]):
+        return exclude
+    names = [name for name, _ in model.named_parameters()]
+    kept = [pattern for pattern in exclude if any(fnmatch(name, pattern) for name in names)]
+    return kept or None

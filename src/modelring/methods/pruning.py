@@ -9,7 +9,7 @@ from typing import ClassVar
 from torch import nn
 
 from ..prune import MagnitudePruner
-from .base import Method
+from .base import Method, ring_exclude
 
 
 class MagnitudePruning(Method):
@@ -29,7 +29,7 @@ class MagnitudePruning(Method):
         self.check(cfg)
         pc, rc = cfg["prune"], cfg["ring"]
         at_step = round(pc["at"] * cfg["train"]["epochs"] * steps_per_epoch)
-        return MagnitudePruner(model, pc["keep"], at_step, include=rc["include"], exclude=rc["exclude"] or None,
+        return MagnitudePruner(model, pc["keep"], at_step, include=rc["include"], exclude=ring_exclude(model, rc),
                                scope=self.scope)
 
     def attach(self, model: nn.Module, optimizer, cfg: dict, *, steps_per_epoch: int,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..convert import convert
-from .base import Method
+from .base import Method, ring_exclude
 
 
 def convert_as(model: nn.Module, rc: dict) -> nn.Module:
@@ -17,7 +17,7 @@ def convert_as(model: nn.Module, rc: dict) -> nn.Module:
     """
     return convert(model, rc["size"], seed=rc["seed"], permute=rc["permute"], reflect=rc["reflect"],
                    sampling=rc["sampling"], scale=rc["scale"], rings=rc["rings"], include=rc["include"],
-                   exclude=rc["exclude"] or None, wiring=rc["wiring"], block=rc["block"], strict=rc["strict"],
+                   exclude=ring_exclude(model, rc), wiring=rc["wiring"], block=rc["block"], strict=rc["strict"],
                    init_std=rc["init_std"])
 
 
