@@ -136,6 +136,7 @@ DEFAULTS = {
               "threads": None, "channels_last": True, "device": "cpu", "progress": True, "grad_energy": False},
     "out": {"dir": "runs/default", "tensorboard": True},
     "adapter": {"base": None, "init": "zeros", "trainable_scale": False, "train": None},
+    "peft": {"type": "lora", "targets": None, "options": None},
     "prune": {"keep": 0.05, "at": 0.5},
     "pose": {"reuse": False, "stages": 4, "new_norm": True, "input_size": 64, "heatmap_size": 16, "sigma": 1.0,
              "rotation": 30.0, "scale_factor": 0.25, "flip": True, "box_margin": 1.25, "flip_test": False,
@@ -177,7 +178,7 @@ def test_describe_keys_lists_every_key_with_default_rule_and_doc():
     flat = {f"{s}.{k}": v for s, sec in DEFAULTS.items() if isinstance(sec, dict) for k, v in sec.items()}
     assert [row[0] for row in rows if row[0] != "method"] == list(flat)
     by_key = {name: (default, rule, doc) for name, default, rule, doc in rows}
-    assert by_key["method"][:2] == ("rpg", "one of dense | rpg | hashednets | prune-global | prune-layerwise | adapter")
+    assert by_key["method"][:2] == ("rpg", "one of dense | rpg | hashednets | prune-global | prune-layerwise | adapter | peft")
     assert by_key["ring.sampling"][1] == "one of even | independent"
     assert by_key["ring.scale"][1] == "one of fan_in | fan_out | null"
     assert by_key["train.lr"][1] == "a number in (0, inf]" and by_key["train.lr"][2]

@@ -131,3 +131,16 @@ def test_the_default_exclude_applies_where_it_matches_and_written_patterns_are_c
     with pytest.raises(ValueError, match=r"\['fc.\*'\] match no parameter"):
         apply_method(mr.create_model("gpt_tiny", depth=1, width=16, heads=2, context=8),
                      load_config(None, ["ring.size=50", "ring.exclude=[fc.*]"]))
+
+
+def test_the_peft_method_without_the_peft_library_is_a_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    from modelring.methods import apply_method
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"method=peft needs the peft library: pip install 'modelring\[hf\]'"):
+        apply_method(torch.nn.Linear(2, 2), load_config(None, ["method=peft", f"adapter.base={base}"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .vocab import ADAPTER_INITS, OPTIMIZERS, SAMPLINGS, SCALE_RULES, SCHEDULES, TOKENIZERS, WIRING_MODES
+from .vocab import ADAPTER_INITS, OPTIMIZERS, PEFT_TYPES, SAMPLINGS, SCALE_RULES, SCHEDULES, TOKENIZERS, WIRING_MODES
 
 
 def registered_methods() -> tuple[str, ...]:
@@ -112,6 +112,8 @@ SECTIONS = {
     "out": "where and how the run writes its files",
     "adapter": "adapter: fine-tune a pretrained model through a ring adapter (modelring.adapt); the ring's size, "
                "seed, targets and wiring come from the ring section, what only adapters have from here",
+    "peft": "peft: fine-tune adapter.base with a method of the peft library (optional extra hf), the baselines "
+            "of the ring adapter; adapter.base and adapter.train apply as for the ring adapter",
     "prune": "prune-global / prune-layerwise: keep = count / fraction of the weights RPG would generate "
              "(ring.include/exclude), pruned after fraction `at` of all training steps, the mask held afterwards",
     "pose": "task section, read only by the pose task's loop (issue 5)",
@@ -203,6 +205,13 @@ KEYS = (
     Key("adapter.trainable_scale", False, _FLAG, "train each adapted layer's scale c_i too (one scalar per layer)"),
     Key("adapter.train", None, Rule("list", "null"),
         "parameter-name globs of the model's own parameters left trainable, e.g. [fc.*] (null: only the adapter)"),
+    # peft
+    Key("peft.type", "lora", Rule(choices=PEFT_TYPES),
+        "the peft method the `peft` method builds: lora, vera, unilora, fourierft or vblora (peft's classes)"),
+    Key("peft.targets", None, Rule("list", "null"),
+        "module names (peft's target_modules: exact names or suffixes) to adapt (null: every nn.Linear)"),
+    Key("peft.options", None, Rule("dict", "null"),
+        "keyword arguments of the peft config, e.g. {r: 4, lora_alpha: 8} or {r: 4, theta_d_length: 4096}"),
     # prune
     Key("prune.keep", 0.05, _SIZE, "weights kept: a count, a fraction or bytes of the weights RPG would generate"),
     Key("prune.at", 0.5, _FRACTION, "prune after this fraction of all training steps"),

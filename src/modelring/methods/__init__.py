@@ -17,6 +17,7 @@ from torch import nn
 
 from .adapter import Adapter
 from .base import METHODS, Method, get_method, list_methods, register_method, unregister_method
+from .peft_baselines import PeftBaseline
 from .pruning import GlobalPruning, LayerwisePruning, MagnitudePruning
 from .rings import RPG, HashedNets, convert_as
 
@@ -27,7 +28,7 @@ class Dense(Method):
     name = "dense"
 
 
-for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning(), Adapter()):
+for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning(), Adapter(), PeftBaseline()):
     register_method(_method)
 
 
@@ -54,6 +55,6 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
     return method.pruner(model, cfg, steps_per_epoch) if isinstance(method, MagnitudePruning) else None
 
 
-__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning",
+__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "PeftBaseline",
            "Method", "RPG", "apply_method", "convert_as", "get_method", "list_methods", "register_method",
            "unregister_method"]

@@ -26,20 +26,11 @@ class Adapter(Method):
     name = "adapter"
 
     def check(self, cfg: dict) -> None:
-        base = cfg["adapter"]["base"]
-        if base is None:
-            raise ValueError("method=adapter fine-tunes a pretrained model: set adapter.base to its model file "
-                             "(e.g. the model.safetensors of a method=dense run)")
-        if not Path(base).is_file():
-            raise ValueError(f"adapter.base={base!r}: no such file")
+        check_base(cfg, self.name)
 
     def apply(self, model: nn.Module, cfg: dict) -> nn.Module:
         rc, ac = cfg["ring"], cfg["adapter"]
-        model = load(ac["base"], model=model)
-        if count_params(model).ring:  # a converted checkpoint: its generated weights become the plain base
-            model = materialize(model, inplace=True)
-        for param in model.parameters():  # the loaded base is a starting point, whatever its file said
-            param.requires_grad_(True)
+        model = load_base(model, ac["base"])
         return adapt(model, rc["size"], seed=rc["seed"], include=rc["include"], exclude=ring_exclude(model, rc),
                      rings=rc["rings"], permute=rc["permute"], reflect=rc["reflect"], sampling=rc["sampling"],
                      scale=rc["scale"], init=ac["init"], init_std=rc["init_std"],
@@ -54,3 +45,24 @@ class Adapter(Method):
         counts = count_params(model)
         return {"adapter_base": base, "adapted": counts.adapted, "adapter_scales": counts.scales,
                 "frozen_base": counts.base}
+
+
+def check_base(cfg: dict, method: str) -> None:
+    """Refuse a fine-tuning run without its pretrained model file (``adapter.base``)."""
+    base = cfg["adapter"]["base"]
+    if base is None:
+        raise ValueError(f"method={method} fine-tunes a pretrained model: set adapter.base to its model file "
+                         "(e.g. the model.safetensors of a method=dense run)")
+    if not Path(base).is_file():
+        raise ValueError(f"adapter.base={base!r}: no such file")
+
+
+def load_base(model: nn.Module, base: str) -> nn.Module:
+    """``model`` with the weights of the model file ``base`` (a converted one materialized: its generated weights
+    become plain ones), every parameter trainable: the starting point a fine-tuning method then freezes."""
+    model = load(base, model=model)
+    if count_params(model).ring:
+        model = materialize(model, inplace=True)
+    for param in model.parameters():  # whatever the file said
+        param.requires_grad_(True)
+    return model
