@@ -43,3 +43,27 @@ def test_method_adapter_needs_its_base(fmnist_root, tmp_path):
     cfg["adapter"]["base"] = str(tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="no such file"):
         T.fit(cfg, log=lambda *a: None)
+
+
+def test_method_finetune_trains_all_of_the_base_or_what_adapter_train_names(fmnist_root, tmp_path):
+    quiet = {"log": lambda *a: None}
+    common = [*TINY, f"data.root={fmnist_root}"]
+    T.fit(load_config("configs/fmnist_resnet20_dense.yaml", [*common, f"out.dir={tmp_path / 'dense'}"]), **quiet)
+    base_file = tmp_path / "dense" / "model.safetensors"
+    base = mr.load(base_file)
+    everything = sum(p.numel() for p in base.parameters())
+    biases = sum(p.numel() for n, p in base.named_parameters() if n.endswith(".bias"))
+    full = T.fit(load_config("configs/fmnist_resnet20_dense.yaml", [
+        *common, f"out.dir={tmp_path / 'full'}", "method=finetune", f"adapter.base={base_file}"]), **quiet)
+    assert full["dof"] == everything and full["adapter_base"] == str(base_file)
+    bitfit = T.fit(load_config("configs/fmnist_resnet20_dense.yaml", [
+        *common, f"out.dir={tmp_path / 'bias'}", "method=finetune", f"adapter.base={base_file}",
+        "adapter.train=['*.bias']"]), **quiet)
+    assert bitfit["dof"] == biases < everything
+    tuned = dict(mr.load(tmp_path / "bias" / "model.safetensors").named_parameters())
+    moved = {n for n, p in base.named_parameters() if not torch.equal(p, tuned[n])}
+    assert moved and all(n.endswith(".bias") for n in moved)  # only the biases trained; from the base, not anew
+    with pytest.raises(ValueError, match=r"adapter.train pattern\(s\) \['nope'\]"):
+        T.fit(load_config("configs/fmnist_resnet20_dense.yaml", [
+            *common, f"out.dir={tmp_path / 'x'}", "method=finetune", f"adapter.base={base_file}",
+            "adapter.train=[nope]"]), **quiet)

@@ -178,7 +178,7 @@ def test_describe_keys_lists_every_key_with_default_rule_and_doc():
     flat = {f"{s}.{k}": v for s, sec in DEFAULTS.items() if isinstance(sec, dict) for k, v in sec.items()}
     assert [row[0] for row in rows if row[0] != "method"] == list(flat)
     by_key = {name: (default, rule, doc) for name, default, rule, doc in rows}
-    assert by_key["method"][:2] == ("rpg", "one of dense | rpg | hashednets | prune-global | prune-layerwise | adapter | peft")
+    assert by_key["method"][:2] == ("rpg", "one of dense | rpg | hashednets | prune-global | prune-layerwise | adapter | finetune | peft")
     assert by_key["ring.sampling"][1] == "one of even | independent"
     assert by_key["ring.scale"][1] == "one of fan_in | fan_out | null"
     assert by_key["train.lr"][1] == "a number in (0, inf]" and by_key["train.lr"][2]

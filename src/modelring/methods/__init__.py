@@ -15,7 +15,7 @@ import warnings
 
 from torch import nn
 
-from .adapter import Adapter
+from .adapter import Adapter, FineTune
 from .base import METHODS, Method, get_method, list_methods, register_method, unregister_method
 from .peft_baselines import PeftBaseline
 from .pruning import GlobalPruning, LayerwisePruning, MagnitudePruning
@@ -28,7 +28,8 @@ class Dense(Method):
     name = "dense"
 
 
-for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning(), Adapter(), PeftBaseline()):
+for _method in (Dense(), RPG(), HashedNets(), GlobalPruning(), LayerwisePruning(), Adapter(), FineTune(),
+                PeftBaseline()):
     register_method(_method)
 
 
@@ -55,6 +56,6 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
     return method.pruner(model, cfg, steps_per_epoch) if isinstance(method, MagnitudePruning) else None
 
 
-__all__ = ["METHODS", "Adapter", "Dense", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "PeftBaseline",
+__all__ = ["METHODS", "Adapter", "Dense", "FineTune", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "PeftBaseline",
            "Method", "RPG", "apply_method", "convert_as", "get_method", "list_methods", "register_method",
            "unregister_method"]

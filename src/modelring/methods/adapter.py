@@ -1,4 +1,5 @@
-"""The ``adapter`` method: fine-tune a pretrained model through a ring adapter (``modelring.adapt``).
+"""The ``adapter`` method: fine-tune a pretrained model through a ring adapter (``modelring.adapt``); and the
+``finetune`` method, plain fine-tuning of the same checkpoint (all of it, or the parameters ``adapter.train`` names).
 
 The task builds its model as usual; ``adapter.base`` names a modelring model file (a dense run's
 ``model.safetensors``, or a converted one, materialized here) whose weights are loaded into it; then the model is
@@ -9,6 +10,7 @@ base.
 """
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 from torch import nn
@@ -45,6 +47,42 @@ class Adapter(Method):
         counts = count_params(model)
         return {"adapter_base": base, "adapted": counts.adapted, "adapter_scales": counts.scales,
                 "frozen_base": counts.base}
+
+
+class FineTune(Method):
+    """Plain fine-tuning of the checkpoint ``adapter.base``: every parameter (``adapter.train`` null: full
+    fine-tuning, the ceiling the adapters are compared with), or only the parameters ``adapter.train`` names (the
+    floors: ``[*.bias]``, ``[*ln*]``, a head)."""
+
+    name = "finetune"
+
+    def check(self, cfg: dict) -> None:
+        check_base(cfg, self.name)
+
+    def apply(self, model: nn.Module, cfg: dict) -> nn.Module:
+        model = load_base(model, cfg["adapter"]["base"])
+        globs = cfg["adapter"]["train"]
+        if globs is not None:
+            trained = trained_by(model, globs)
+            for param in model.parameters():
+                param.requires_grad_(id(param) in trained)
+        return model
+
+    def attach(self, model: nn.Module, optimizer, cfg: dict, *, steps_per_epoch: int, start_step: int) -> str:
+        return cfg["adapter"]["base"]
+
+    def report(self, model: nn.Module, base: str) -> dict:
+        return {"adapter_base": base}
+
+
+def trained_by(model: nn.Module, globs: list[str]) -> set[int]:
+    """ids of the parameters whose names match one of ``globs``; a glob that matches nothing is an error."""
+    names = [name for name, _ in model.named_parameters()]
+    unused = [g for g in globs if not any(fnmatch(name, g) for name in names)]
+    if unused:
+        raise ValueError(f"adapter.train pattern(s) {unused} match no parameter of this model; names look like "
+                         f"{names[:6]}")
+    return {id(p) for name, p in model.named_parameters() if any(fnmatch(name, g) for g in globs)}
 
 
 def check_base(cfg: dict, method: str) -> None:

@@ -11,11 +11,9 @@ without it the method refuses the config before anything is built.
 from __future__ import annotations
 
 import importlib.util
-from fnmatch import fnmatch
-
 from torch import nn
 
-from .adapter import check_base, load_base
+from .adapter import check_base, load_base, trained_by
 from .base import Method
 
 PEFT_CONFIGS = {"lora": "LoraConfig", "vera": "VeraConfig", "unilora": "UniLoraConfig",
@@ -40,13 +38,7 @@ class PeftBaseline(Method):
         model = load_base(model, ac["base"])
         targets = pc["targets"] or linear_names(model)
         config = getattr(peft, PEFT_CONFIGS[pc["type"]])(target_modules=targets, **(pc["options"] or {}))
-        globs = ac["train"] or []
-        names = [name for name, _ in model.named_parameters()]
-        unused = [g for g in globs if not any(fnmatch(name, g) for name in names)]
-        if unused:  # checked on the model's own names, before peft wraps it
-            raise ValueError(f"adapter.train pattern(s) {unused} match no parameter of this model; names look like "
-                             f"{names[:6]}")
-        trained = {id(p) for name, p in model.named_parameters() if any(fnmatch(name, g) for g in globs)}
+        trained = trained_by(model, ac["train"] or [])  # by the model's own names, before peft wraps it
         wrapped = peft.get_peft_model(model, config)  # freezes all but the adapter (some methods share state: not inject)
         for param in wrapped.parameters():
             if id(param) in trained:
