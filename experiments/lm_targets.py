@@ -35,7 +35,7 @@ import torch
 
 from results_table import command_line
 from stats import mde
-from validation import run_plan, slug
+from validation import ladder_grid, run_plan, slug
 
 import modelring as mr
 from modelring.config import load_config
@@ -93,22 +93,9 @@ def pilot_scores(results: Path) -> dict[str, float]:
 
 
 def lr_grid(arm: str, scores: dict[str, float]) -> tuple[list[float], float | None]:
-    """The arm's lrs so far and its chosen lr (None until chosen): the base grid, widened by one rung of ``LADDER``
-    past an edge whose lr wins (lowest validation bits per byte at seed 0, ties to the lower lr) as its runs land;
-    the winner is chosen once it is inside the grid or at the ladder's end."""
-    grid = list(BASE)
-    while True:
-        got = [scores.get(label(arm, lr)) for lr in grid]
-        if any(v is None for v in got):
-            return grid, None
-        best = min(zip(got, grid))[1]
-        rung = LADDER.index(best)
-        if best == grid[0] and rung > 0:
-            grid.insert(0, LADDER[rung - 1])
-        elif best == grid[-1] and rung < len(LADDER) - 1:
-            grid.append(LADDER[rung + 1])
-        else:
-            return grid, best
+    """The arm's lrs so far and its chosen lr (None until chosen): ``validation.ladder_grid`` on the base grid,
+    lowest validation bits per byte at seed 0 winning (ties to the lower lr)."""
+    return ladder_grid(lambda lr: scores.get(label(arm, lr)), BASE, LADDER, higher_is_better=False)
 
 
 def seeds_needed(results: Path, lr: float) -> int:

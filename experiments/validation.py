@@ -139,15 +139,42 @@ def test_numbers(run: Path) -> dict:
     path = run / "test.json"
     if not path.is_file():
         from modelring.config import load_config
-        from modelring.io import load
         from modelring.loop import evaluate_on_split
         from modelring.atomic import write_atomic
 
-        metrics = evaluate_on_split(load_config(run / "config.yaml", ["data.val_size=null"]),
-                                    load(run / "model.safetensors"))
+        metrics = evaluate_on_split(load_config(run / "config.yaml", ["data.val_size=null"]), final_model(run))
         numbers = {f"test_{k}": v for k, v in metrics.items() if not k.startswith("_")}
         write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=1)))
     return json.loads(path.read_text())
+
+
+def final_model(run: Path):
+    """A finished run's final model (``model.safetensors``), rebuilt as its method trains it: a ring adapter file
+    goes back onto its base (``adapter.base``), a peft run's tensors back into the model the method wraps, any
+    other model file loads on its own."""
+    import modelring as mr
+    from modelring.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    if cfg["method"] == "adapter":
+        return mr.load(run / "model.safetensors", model=mr.load(cfg["adapter"]["base"]))
+    if cfg["method"] != "peft":
+        return mr.load(run / "model.safetensors")
+    from safetensors.torch import load_file
+
+    from modelring.loop import build_model
+    from modelring.tasks import get_task
+
+    task = get_task(cfg["task"]["name"])
+    model = build_model(task, cfg, task.build_data(cfg)[0])
+    state = load_file(run / "model.safetensors")
+    result = model.load_state_dict(state, strict=False)  # a tensor shared by several names is stored once
+    current = model.state_dict(keep_vars=True)
+    stored = {current[k].data_ptr() for k in state}
+    wrong = [k for k in result.missing_keys if current[k].data_ptr() not in stored] + result.unexpected_keys
+    if wrong:
+        raise ValueError(f"{run / 'model.safetensors'} does not fit the model its config builds: {wrong[:4]}")
+    return model
 
 
 KEPT = ("config.yaml", "metrics.csv", "test.json", "report.json")  # report last: it marks a run finished
@@ -223,3 +250,32 @@ def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: s
     lines += extra(values) if extra else []
     lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]
     write_markdown(out / "README.md", lines)
+
+
+def ladder_grid(score_of, base: tuple[float, ...], ladder: tuple[float, ...], *,
+                higher_is_better: bool) -> tuple[list[float], float | None]:
+    """A learning-rate grid that widens past a winning edge: ``base`` first, then one rung of ``ladder`` beyond an
+    edge whose lr wins, until the winner is inside the grid or at the ladder's end.
+
+    Args:
+        score_of: lr -> the landed run's score, or None while it has not landed.
+        base: the first grid (rungs of ``ladder``).
+        ladder: every lr a grid may reach, ascending.
+        higher_is_better: whether a higher score wins (ties go to the lower lr).
+
+    Returns:
+        (the lrs to run so far, the chosen lr or None until the grid has landed and stopped widening).
+    """
+    grid = list(base)
+    while True:
+        got = [score_of(lr) for lr in grid]
+        if any(v is None for v in got):
+            return grid, None
+        best = min(zip(got, grid), key=lambda pair: (-pair[0] if higher_is_better else pair[0], pair[1]))[1]
+        rung = ladder.index(best)
+        if best == grid[0] and rung > 0:
+            grid.insert(0, ladder[rung - 1])
+        elif best == grid[-1] and rung < len(ladder) - 1:
+            grid.append(ladder[rung + 1])
+        else:
+            return grid, best

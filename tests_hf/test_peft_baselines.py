@@ -89,3 +89,48 @@ def test_peft_refuses_a_pattern_that_matches_nothing_and_a_missing_base(pretrain
         apply_method(tiny_gpt(), config(pretrained, "adapter.train=[nope.*]"))
     with pytest.raises(ValueError, match="set adapter.base"):
         apply_method(tiny_gpt(), load_config(RECIPE, ["method=peft"]))
+
+
+def test_finetune_text_runner_compares_methods_at_equal_budgets_and_measures_forgetting(tmp_path, monkeypatch):
+    import csv
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "experiments"))
+    import finetune_text as ft
+
+    rng = np.random.default_rng(0)
+    for corpus, words in {"old": ["the", "king", "doth", "speak", "ere", "night", "\n"],
+                          "new": ["and", "god", "said", "let", "there", "be", "light", "\n"]}.items():
+        (tmp_path / corpus).mkdir()
+        (tmp_path / corpus / "t.txt").write_text(" ".join(rng.choice(words, 3000)))
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(ft, "BUDGETS", (256,))
+    monkeypatch.setattr(ft, "LADDER", (1e-3, 1e-2))
+    monkeypatch.setattr(ft, "ADAPTER_LRS", (1e-3, 1e-2))
+    monkeypatch.setattr(ft, "BASE_LRS", {"full": (1e-3, 1e-2)})
+    monkeypatch.setattr(ft, "SEEDS", (0, 1))
+    common = ["--old", str(tmp_path / "old"), "--new", str(tmp_path / "new"), "--runs", str(tmp_path / "runs"),
+              "--results", str(tmp_path / "res"), "--pretrain-tokens", "2048", "--tokens", "512", "--epochs", "1",
+              "--context", "16", "--set", "model.kwargs={depth: 1, heads: 2, width: 16}", "train.batch_size=8",
+              "train.eval_batch_size=16", "data.val_size=0.1"]
+    with pytest.raises(SystemExit, match="base is not trained"):
+        ft.main(["lr", *common])
+    assert ft.main(["pretrain", *common]) == 0
+    schedule = ft.schedule(ft.argparse.Namespace(tokens=512, epochs=1, context=16, threads=1,
+                                                 set=["model.kwargs={depth: 1, heads: 2, width: 16}"]), "x")
+    labels = set(ft.arms(schedule, "base"))
+    assert labels == {"full", "bias", "norms", "ring 256", "unilora 256", "fourierft 256", "lora 256", "vera 256"}
+    arms = ["full", "ring 256", "unilora 256", "lora 256", "vera 256", "fourierft 256"]
+    assert ft.main(["lr", *common, "--arms", *arms]) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "lr" / "lr.csv").open()))
+    dof = {r["label"].rsplit("_lr", 1)[0]: int(r["dof"]) for r in rows}
+    assert {k: v for k, v in dof.items() if k != "full"} == {slug: 256 for slug in
+                                                             ("ring-256", "unilora-256", "lora-256", "vera-256",
+                                                              "fourierft-256")}
+    forgetting = list(csv.DictReader((tmp_path / "res" / "lr" / "forgetting.csv").open()))
+    assert len(forgetting) == len(rows) == 12 and all(0 < float(r["old_val_bpb"]) < 9 for r in forgetting)
+    assert ft.main(["seeds", *common, "--arms", "ring 256", "lora 256"]) == 0
+    seeds = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
+    assert sorted(r["seed"] for r in seeds) == ["0", "0", "1", "1"]
