@@ -74,6 +74,30 @@ def test_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
     assert not torch.equal(single, _mlp().modelring.ring0.weight.detach())  # training moved the ring
 
 
+def _grouped_worker(rank, port, out):
+    from modelring import elementwise
+
+    elementwise.GROUP_MIN_WEIGHTS, elementwise.GROUP_RING_MULTIPLE = 0, 0  # one generation node per layer
+    _worker(rank, port, out)
+
+
+@pytest.mark.slow
+def test_ddp_with_one_generation_node_per_layer_equals_single_process(tmp_path, monkeypatch):
+    """With several generation groups (and their relays) the ring still gets one gradient per step, which DDP
+    all-reduces once: both ranks and one process on the whole batches train the same ring."""
+    from modelring import elementwise
+
+    spawn_ranks(_grouped_worker, tmp_path)
+    rings = [torch.load(tmp_path / f"ring{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(rings[0], rings[1])
+    monkeypatch.setattr(elementwise, "GROUP_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(elementwise, "GROUP_RING_MULTIPLE", 0)
+    model = _mlp()
+    model(torch.randn(2, 8))
+    assert len(model.modelring.ring0.generator.segment_groups()) > 1
+    torch.testing.assert_close(rings[0], _train(_mlp(), _global_batches()), rtol=1e-5, atol=1e-6)
+
+
 def _fsdp_worker(rank, port, out):
     from torch.distributed.fsdp import fully_shard
 
