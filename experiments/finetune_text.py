@@ -12,7 +12,7 @@ of trainable parameters it can meet exactly (or, for LoRA, the budgets are its o
 - ``fourierft``: peft's FourierFT, ``n_frequency`` = budget / layers;
 - ``full`` (ceiling), ``bias`` and ``norms`` (floors): ``method: finetune`` on all, the biases, the LayerNorms.
 
-Stages, each resumable (finished runs reused), run one after the other, in the venv that has peft
+Stages (``finetune.py``), each resumable (finished runs reused), run one after the other, in the venv that has peft
 (``bash scripts/test_hf.sh`` builds ``.venv-hf``; run with ``.venv-hf/bin/python``):
 
     python experiments/finetune_text.py pretrain   # the base (dense gpt_tiny on Shakespeare)
@@ -28,18 +28,15 @@ docs/results/finetune_text/<stage>/ (tables, per-epoch metrics, forgetting.csv).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from pathlib import Path
 
 import torch
 
+import finetune
 from results_table import command_line
-from validation import final_model, ladder_grid, run_plan, slug
 
 import modelring as mr
-from modelring.atomic import write_atomic
 from modelring.config import load_config
 
 RECIPE = "configs/shakespeare_gpt_rpg.yaml"
@@ -84,120 +81,38 @@ def arms(schedule: list[str], base: str) -> dict[str, dict]:
     return out
 
 
-def base_lrs(arm: str) -> tuple[float, ...]:
-    return BASE_LRS.get(arm, ADAPTER_LRS)
-
-
-def label(arm: str, lr: float) -> str:
-    return slug(f"{arm}, lr {lr:g}")
-
-
-def schedule(args, corpus: str) -> list[str]:
-    windows = args.tokens // (args.epochs * args.context)
+def schedule(args, corpus: str, tokens: int) -> list[str]:
+    windows = tokens // (args.epochs * args.context)
     return [f"data.root={corpus}", f"data.train_limit={windows}", f"train.epochs={args.epochs}",
             f"lm.context={args.context}", "train.progress=false", "out.tensorboard=false",
             f"train.threads={args.threads}", *args.set]
 
 
-def scores(results: Path) -> dict[str, float]:
-    path = results / "lr" / "lr.csv"
-    return {r["label"]: float(r["val_bpb"]) for r in csv.DictReader(path.open())} if path.is_file() else {}
-
-
-def lr_grid(arm: str, landed: dict[str, float]) -> tuple[list[float], float | None]:
-    return ladder_grid(lambda lr: landed.get(label(arm, lr)), base_lrs(arm), LADDER, higher_is_better=False)
-
-
-def forgetting(run: Path, old_corpus: str, args) -> dict:
-    """The final model's bits per byte on the old corpus's validation block, kept in the run's forgetting.json."""
-    path = run / "forgetting.json"
-    if not path.is_file():
-        from modelring.loop import evaluate_on_split
-
-        cfg = load_config(RECIPE, schedule(args, old_corpus))
-        numbers = {"old_val_bpb": evaluate_on_split(cfg, final_model(run).eval())["bpb"]}
-        write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers)))
-    return json.loads(path.read_text())
-
-
-def write_forgetting(rows: list[dict], base_bpb: float, out: Path) -> None:
-    lines = ["label,seed,dof,val_bpb,old_val_bpb,forgetting_bpb"]
-    lines += [f"{r['label']},{r['seed']},{r['dof']},{r['val_bpb']:.6f},{r['old_val_bpb']:.6f},"
-              f"{r['old_val_bpb'] - base_bpb:.6f}" for r in rows]
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "forgetting.csv", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+def bed(args) -> finetune.Bed:
+    return finetune.Bed(
+        name="text", recipe=RECIPE, old=lambda a: schedule(a, a.old, a.pretrain_tokens),
+        new=lambda a: schedule(a, a.new, a.tokens), arms=arms, base_lrs=lambda arm: BASE_LRS.get(arm, ADAPTER_LRS),
+        pretrain={"method": "dense", "train.lr": args.pretrain_lr}, ladder=LADDER, seeds=SEEDS,
+        describe=lambda a: (f"fine-tuning {a.new} from a base pretrained on {a.old} ({a.pretrain_tokens:,} tokens), "
+                            f"{a.tokens:,} tokens in {a.epochs} epochs, AdamW, cosine; score: validation bits per byte "
+                            "on the new corpus (final epoch, lower is better)"))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=("pretrain", "lr", "seeds"))
+    finetune.add_arguments(parser, "finetune_text")
     parser.add_argument("--old", default="data/text/shakespeare", help="the pretraining corpus")
     parser.add_argument("--new", default="data/text/bible", help="the fine-tuning corpus")
-    parser.add_argument("--runs", default="runs/finetune_text")
-    parser.add_argument("--results", default="docs/results/finetune_text")
     parser.add_argument("--pretrain-tokens", type=int, default=8_000_000)
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--tokens", type=int, default=1_000_000, help="fine-tuning tokens of every run")
-    parser.add_argument("--epochs", type=int, default=4, help="the budget in this many epochs (validation after each)")
+    parser.add_argument("--epochs", type=int, default=4, help="each budget in this many epochs (validation after each)")
     parser.add_argument("--context", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--arms", nargs="+", help="only these arm labels (e.g. 'ring 12288' 'lora 12288' full)")
-    parser.add_argument("--limit-runs", type=int, default=None, help="stop after this many runs of the plan")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="more config overrides for every run (pretraining too), named in the tables")
     args = parser.parse_args(argv)
     for corpus in (args.old, args.new):
         if not Path(corpus).is_dir():
             raise SystemExit(f"no corpus at {corpus}: run `bash scripts/fetch_text.sh shakespeare bible` first")
-    torch.set_num_threads(args.threads)
-    results, runs = Path(args.results), Path(args.runs)
-    command = command_line("finetune_text", argv)
-    if args.stage == "pretrain":
-        pre = argparse.Namespace(**{**vars(args), "tokens": args.pretrain_tokens})
-        stage = argparse.Namespace(**{**vars(args), "results": str(results / "pretrain")})
-        run_plan([({"label": "pretrain", "method": "dense", "train.lr": args.pretrain_lr}, 0)], stage,
-                 stem="pretrain", title="Fine-tuning: the pretrained base", reference=None, command=command,
-                 recipe=RECIPE, schedule=schedule(pre, args.old),
-                 description=f"dense pretraining on {args.old}, {args.pretrain_tokens:,} tokens, lr "
-                             f"{args.pretrain_lr:g}; scored on its validation block")
-        return 0
-    base = runs / "pretrain_seed0" / "model.safetensors"
-    if not base.is_file():
-        raise SystemExit("the base is not trained yet: run `finetune_text.py pretrain` first")
-    pre_report = json.loads((runs / "pretrain_seed0" / "report.json").read_text())
-    new = schedule(args, args.new)
-    every = {k: v for k, v in arms(new, str(base)).items() if not args.arms or k in args.arms}
-    stage = argparse.Namespace(**{**vars(args), "results": str(results / args.stage)})
-    describe = (f"fine-tuning {args.new} from the base ({args.old}, validation {pre_report['val_bpb']:.4f} bits per "
-                f"byte), {args.tokens:,} tokens in {args.epochs} epochs, AdamW, cosine; score: validation bits per "
-                "byte on the new corpus (final epoch, lower is better); each final model once on its test block")
-
-    def run(plan: list[tuple[dict, int]], reference: str | None) -> list[dict]:
-        rows = run_plan(plan, stage, stem=args.stage, title=f"Fine-tuning at equal trainable parameters "
-                        f"({args.stage})", reference=reference, command=command, test=True, recipe=RECIPE,
-                        schedule=new, description=describe)
-        rows = [{**r, **forgetting(runs / r["run"], args.old, args)} for r in rows]
-        write_forgetting(rows, pre_report["val_bpb"], results / args.stage)
-        return rows
-
-    if args.stage == "lr":
-        done: list = []
-        while True:
-            landed = scores(results)
-            plan = [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in every.items()
-                    for lr in lr_grid(arm, landed)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run(plan, None)
-            done = plan
-    landed = scores(results)
-    chosen = {arm: lr_grid(arm, landed)[1] for arm in every}
-    missing = sorted(arm for arm, lr in chosen.items() if lr is None)
-    if missing:
-        raise SystemExit(f"the lr stage has not chosen an lr for {missing} yet: run `finetune_text.py lr` again")
-    run([({"label": label(arm, chosen[arm]), **keys, "train.lr": chosen[arm]}, seed) for seed in SEEDS
-         for arm, keys in every.items()], None)
-    return 0
+    return finetune.run_stage(bed(args), args, command_line("finetune_text", argv))
 
 
 if __name__ == "__main__":

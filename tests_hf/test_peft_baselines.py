@@ -118,8 +118,8 @@ def test_finetune_text_runner_compares_methods_at_equal_budgets_and_measures_for
     with pytest.raises(SystemExit, match="base is not trained"):
         ft.main(["lr", *common])
     assert ft.main(["pretrain", *common]) == 0
-    schedule = ft.schedule(ft.argparse.Namespace(tokens=512, epochs=1, context=16, threads=1,
-                                                 set=["model.kwargs={depth: 1, heads: 2, width: 16}"]), "x")
+    schedule = ft.schedule(ft.argparse.Namespace(epochs=1, context=16, threads=1,
+                                                 set=["model.kwargs={depth: 1, heads: 2, width: 16}"]), "x", 512)
     labels = set(ft.arms(schedule, "base"))
     assert labels == {"full", "bias", "norms", "ring 256", "unilora 256", "fourierft 256", "lora 256", "vera 256"}
     arms = ["full", "ring 256", "unilora 256", "lora 256", "vera 256", "fourierft 256"]
@@ -130,7 +130,50 @@ def test_finetune_text_runner_compares_methods_at_equal_budgets_and_measures_for
                                                              ("ring-256", "unilora-256", "lora-256", "vera-256",
                                                               "fourierft-256")}
     forgetting = list(csv.DictReader((tmp_path / "res" / "lr" / "forgetting.csv").open()))
-    assert len(forgetting) == len(rows) == 12 and all(0 < float(r["old_val_bpb"]) < 9 for r in forgetting)
+    assert len(forgetting) == len(rows) == 12 and all(0 < float(r["old_bpb"]) < 9 for r in forgetting)
     assert ft.main(["seeds", *common, "--arms", "ring 256", "lora 256"]) == 0
     seeds = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
     assert sorted(r["seed"] for r in seeds) == ["0", "0", "1", "1"]
+
+
+@pytest.mark.parametrize("kind, options", [("unilora", {"r": 2, "theta_d_length": 100}), ("vera", {"r": 4}),
+                                           ("fourierft", {"n_frequency": 10}),
+                                           ("vblora", {"r": 2, "num_vectors": 8, "vector_length": 8})])
+def test_peft_methods_other_than_lora_refuse_convolutions(kind, options):
+    """What README and finetune_vision.py say: on a convnet only LoRA of these peft methods can be compared."""
+    from modelring.methods.peft_baselines import PEFT_CONFIGS
+
+    model = mr.create_model("resnet8", num_classes=10, width=4)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    with pytest.raises((TypeError, ValueError), match="not supported|No layers types compatible"):
+        peft.get_peft_model(model, getattr(peft, PEFT_CONFIGS[kind])(target_modules=convs, **options))
+
+
+def test_finetune_vision_runner_puts_ring_and_lora_at_equal_dof_on_convolutions(tmp_path, monkeypatch):
+    import csv
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "experiments"))
+    sys.path.insert(0, str(repo / "tests"))
+    import finetune_vision as fv
+    from conftest import write_tiny_fmnist
+
+    old, new = write_tiny_fmnist(tmp_path / "fmnist"), write_tiny_fmnist(tmp_path / "mnist")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(fv, "RANKS", (1,))
+    monkeypatch.setattr(fv, "LADDER", (0.03, 0.1))
+    monkeypatch.setattr(fv, "ADAPTER_LRS", (0.03, 0.1))
+    common = ["--old", str(old), "--new", str(new), "--runs", str(tmp_path / "runs"), "--results",
+              str(tmp_path / "res"), "--pretrain-images", "200", "--pretrain-epochs", "1", "--images", "200",
+              "--epochs", "1", "--val", "40", "--set", "model.name=resnet8", "model.kwargs={in_chans: 1, width: 4}",
+              "train.batch_size=64"]
+    assert fv.main(["pretrain", *common]) == 0
+    assert fv.main(["lr", *common, "--arms", "ring 1", "lora 1", "head"]) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "lr" / "lr.csv").open()))
+    dof = {r["label"].rsplit("_lr", 1)[0]: int(r["dof"]) for r in rows}
+    head = sum(p.numel() for p in mr.create_model("resnet8", num_classes=10, width=4, in_chans=1).fc.parameters())
+    assert dof["ring-1"] == dof["lora-1"] > dof["head"] == head  # adapter + classifier, and the classifier alone
+    forgetting = list(csv.DictReader((tmp_path / "res" / "lr" / "forgetting.csv").open()))
+    assert len(forgetting) == 6 and all(0 <= float(r["old_top1"]) <= 1 for r in forgetting)
