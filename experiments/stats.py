@@ -141,3 +141,32 @@ def pooled_contrast(groups: dict[str, list[float]], weights: dict[str, float]) -
     se = sigma * math.sqrt(sum(w * w / len(groups[k]) for k, w in weights.items()))
     p = t_sf2(estimate / se, df) if se else (0.0 if estimate else 1.0)
     return {"estimate": estimate, "ci": t_quantile(0.975, df) * se, "p": p, "sigma": sigma, "df": df}
+
+
+def saturating_fit(xs: list[float], ys: list[float], *, grid: int = 400) -> dict:
+    """Least squares of y = a + b * x^(-c) (the law with an irreducible floor ``a``) against the pure power law
+    y = b * x^(-c) (``a`` = 0, nested), both in y's own units: for each c on a grid over (0, 2] the best (a, b), resp.
+    b, are linear least squares; the c of lowest residual wins. Returns both fits and the extra-sum-of-squares F test
+    of the floor (1 and n - 3 degrees of freedom): does a floor explain the points better than the power law?"""
+    n = len(xs)
+    if n < 4:
+        raise ValueError("the saturating law needs at least four points")
+    best_power, best_floor = None, None
+    for k in range(1, grid + 1):
+        c = 2 * k / grid
+        z = [x ** -c for x in xs]
+        b0 = sum(zi * yi for zi, yi in zip(z, ys)) / sum(zi * zi for zi in z)
+        rss0 = sum((yi - b0 * zi) ** 2 for zi, yi in zip(z, ys))
+        if best_power is None or rss0 < best_power["rss"]:
+            best_power = {"b": b0, "c": c, "rss": rss0}
+        mz, my = statistics.fmean(z), statistics.fmean(ys)
+        szz = sum((zi - mz) ** 2 for zi in z)
+        if szz == 0:
+            continue
+        b = sum((zi - mz) * (yi - my) for zi, yi in zip(z, ys)) / szz
+        a = my - b * mz
+        rss = sum((yi - a - b * zi) ** 2 for zi, yi in zip(z, ys))
+        if best_floor is None or rss < best_floor["rss"]:
+            best_floor = {"a": a, "b": b, "c": c, "rss": rss}
+    f = (best_power["rss"] - best_floor["rss"]) / (best_floor["rss"] / (n - 3)) if best_floor["rss"] > 0 else math.inf
+    return {"power": best_power, "floor": best_floor, "floor_f": f, "p_floor": f_sf(f, 1, n - 3)}

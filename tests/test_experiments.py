@@ -259,3 +259,51 @@ def test_lm_targets_runs_pilot_sigma_and_main_on_a_tiny_corpus(tmp_path, monkeyp
     main_rows = list(csv.DictReader((tmp_path / "res" / "main" / "main.csv").open()))
     assert sorted({r["seed"] for r in main_rows}) == ["0", "1", "2"] and len(main_rows) == 6
     assert len(list((tmp_path / "runs").iterdir())) == 4 + 1 + 3  # pilot; sigma: seed 1 of linear; main: the rest
+
+
+def test_saturating_fit_recovers_a_floor_and_prefers_it_only_when_there_is_one():
+    from stats import saturating_fit
+
+    xs = [1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6]
+    floor = saturating_fit(xs, [1.5 + 40 * x ** -0.5 for x in xs])
+    assert floor["floor"]["a"] == pytest.approx(1.5, abs=1e-6) and floor["floor"]["c"] == pytest.approx(0.5)
+    assert floor["p_floor"] < 1e-6
+    pure = saturating_fit(xs, [40 * x ** -0.3 * (1 + 0.001 * (-1) ** i) for i, x in enumerate(xs)])
+    assert pure["power"]["c"] == pytest.approx(0.3, abs=0.01) and pure["p_floor"] > 0.01
+
+
+@pytest.mark.slow
+def test_lm_power_runs_both_families_and_fits_them(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    import lm_power as lp
+
+    words = ["the", "king", "queen", "doth", "speak", "ere", "night", "falls", "upon", "verona", "\n"]
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "plays.txt").write_text(" ".join(np.random.default_rng(0).choice(words, 3000)))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(lp, "WIDTHS", (16, 32, 48))
+    monkeypatch.setattr(lp, "RINGS", (300, 900, 2700))
+    monkeypatch.setattr(lp, "BASE", (1e-3, 3e-3))
+    monkeypatch.setattr(lp, "LADDER", (1e-3, 3e-3))
+    monkeypatch.setattr(lp, "SEEDS", (0, 1))
+    monkeypatch.setattr(lp, "gpt", lambda w: {"model.kwargs.depth": 1, "model.kwargs.width": w,
+                                              "model.kwargs.heads": 2})
+    common = ["--root", str(tmp_path / "text"), "--tokens", "512", "--epochs", "1", "--context", "16",
+              "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+              "--set", "train.batch_size=8", "train.eval_batch_size=16", "data.val_size=0.1"]
+    with pytest.raises(SystemExit, match="has not chosen an lr"):
+        lp.main(["seeds", *common])
+    assert lp.main(["lr", *common]) == 0  # both ends of both families, two lrs each
+    assert len(list((tmp_path / "runs").iterdir())) == 8
+    assert lp.main(["seeds", *common]) == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 8 + 2 + 6  # ends' seed 0 reused; middles 2, seed 1 all 6
+    assert lp.main(["fit", *common]) == 0
+    found = json.loads((tmp_path / "res" / "fit.json").read_text())
+    assert set(found["families"]) == {"dense", "rpg"}
+    for fam in found["families"].values():
+        assert fam["runs"] == 6 and fam["sizes"] == 3 and "p_lack_of_fit" in fam["line"]
+    assert "log10 test bpb" in (tmp_path / "res" / "fit.md").read_text()
+    assert (tmp_path / "res" / "lm_power.png").stat().st_size > 0
