@@ -289,6 +289,15 @@ def test_relays_reduce_each_group_as_soon_as_its_layer_is_differentiated(monkeyp
         assert events.index(("ring", i)) < events.index(("layer", i - 1)), events
     ring, reference = model.modelring.ring0.weight.grad, single.modelring.ring0.weight.grad
     torch.testing.assert_close(ring, reference, rtol=1e-12, atol=1e-12)
+    twin = copy.deepcopy(model)  # a copy relays through its own layers
+    twin.zero_grad(set_to_none=True)
+    events.clear()
+    for i, layer in enumerate(twin):
+        layer.register_full_backward_hook(lambda module, gin, gout, i=i: events.append(("twin", i)))
+    twin(x).square().sum().backward()
+    for i in range(1, 5):
+        assert events.index(("ring", i)) < events.index(("twin", i - 1)), events
+    torch.testing.assert_close(twin.modelring.ring0.weight.grad, reference, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("reentrant", [False, True])

@@ -132,17 +132,32 @@ class RingBank(nn.Module):
         grad mode and while gradient energy is tracked (its hooks sit on the generation's own outputs)."""
         if not torch.is_grad_enabled() or self.energy is not None:
             return
-        for i, ring_module in enumerate(self.children()):
-            gen, ring_owners = ring_module.generator, self.owners[i]
-            for group, (first, stop) in enumerate(gen.segment_groups()):
-                if not any(m is module for seg in ring_owners[first:stop] for m, _ in seg):
-                    continue
-                tensors = gen.relayed(group)
-                if tensors is None:
-                    continue
-                for tensor, owners in zip(tensors, ring_owners[first:stop]):
-                    for owner, attr in owners:
-                        owner.__dict__[attr] = tensor
+        generators = self.generators
+        for i, group in self._groups_held_by(generators).get(id(module), ()):
+            tensors = generators[i].relayed(group)
+            if tensors is None:
+                continue
+            first, stop = generators[i].segment_groups()[group]
+            for tensor, owners in zip(tensors, self.owners[i][first:stop]):
+                for owner, attr in owners:
+                    owner.__dict__[attr] = tensor
+
+    def _groups_held_by(self, generators: list[RingGenerator]) -> dict[int, list[tuple[int, int]]]:
+        """id(module) -> the (ring, group) pairs whose weights it holds: a lookup per module entered, not a scan of
+        every segment. The groups follow from the specs and the owners from this bank, so the map is built once per
+        bank (a copy of the model has its own bank: ``id(self)``) once the generations have made their groups."""
+        key = (id(self), tuple(len(gen.segment_groups()) for gen in generators))
+        if self.__dict__.get("_held_key") != key:
+            held: dict[int, list[tuple[int, int]]] = {}
+            for i, gen in enumerate(generators):
+                for group, (first, stop) in enumerate(gen.segment_groups()):
+                    for seg in self.owners[i][first:stop]:
+                        for module, _ in seg:
+                            pairs = held.setdefault(id(module), [])
+                            if (i, group) not in pairs:
+                                pairs.append((i, group))
+            self.__dict__["_held_key"], self.__dict__["_held"] = key, held
+        return self.__dict__["_held"]
 
     def forget_weights(self, i: int) -> None:
         """Drop ring ``i``'s latest generation from the modules and the cache (its memory can be reused)."""
