@@ -10,7 +10,10 @@ of trainable parameters it can meet exactly (or, for LoRA, the budgets are its o
 - ``lora``: peft's LoRA on every block Linear, rank 1 / 4 / 16 (12,288 / 49,152 / 196,608 trainable);
 - ``vera``: peft's VeRA, rank (budget - sum of output widths) / layers (from 12,288 up);
 - ``fourierft``: peft's FourierFT, ``n_frequency`` = budget / layers;
-- ``full`` (ceiling), ``bias`` and ``norms`` (floors): ``method: finetune`` on all, the biases, the LayerNorms.
+- ``full`` (ceiling), ``bias`` and ``norms`` (floors): ``method: finetune`` on all, the biases, the LayerNorms;
+- item 4's ablations of the ring adapter at 12,288 entries: ``no-signs``, ``mod-N`` (no permutation),
+  ``independent`` sampling, ``per-layer`` rings, ``random-init`` and ``trainable-c`` (c_i trained, one per layer,
+  taken out of the same budget).
 
 Stages (``finetune.py``), each resumable (finished runs reused), run one after the other, in the venv that has peft
 (``bash scripts/test_hf.sh`` builds ``.venv-hf``; run with ``.venv-hf/bin/python``):
@@ -46,6 +49,9 @@ LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 BASE_LRS = {"full": (1e-4, 3e-4, 1e-3), "bias": (1e-3, 3e-3, 1e-2), "norms": (1e-3, 3e-3, 1e-2)}
 ADAPTER_LRS = (1e-3, 3e-3, 1e-2)  # ring, unilora, lora, vera, fourierft
 SEEDS = (0, 1, 2)
+ABLATIONS = {"no-signs": {"ring.reflect": False}, "mod-N": {"ring.permute": False},
+             "independent": {"ring.sampling": "independent"}, "per-layer": {"ring.rings": "per_layer"},
+             "random-init": {"adapter.init": "random"}}  # and trainable-c (one c_i per layer, out of the same budget)
 
 
 def linear_layers(schedule: list[str]) -> list[tuple[str, int, int]]:
@@ -78,6 +84,10 @@ def arms(schedule: list[str], base: str) -> dict[str, dict]:
                                      "peft.options": {"r": budget // lora_unit, "lora_alpha": budget // lora_unit}}
         if budget > outs and (budget - outs) % len(layers) == 0:
             out[f"vera {budget}"] = {**peft, "peft.type": "vera", "peft.options": {"r": (budget - outs) // len(layers)}}
+    budget = BUDGETS[min(2, len(BUDGETS) - 1)]  # the ablations (item 4) at LoRA rank 1's count
+    ring = out[f"ring {budget}"]
+    out |= {f"ring {budget} {name}": {**ring, **change} for name, change in ABLATIONS.items()}
+    out[f"ring {budget} trainable-c"] = {**ring, "ring.size": budget - len(layers), "adapter.trainable_scale": True}
     return out
 
 

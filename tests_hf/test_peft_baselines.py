@@ -121,16 +121,21 @@ def test_finetune_text_runner_compares_methods_at_equal_budgets_and_measures_for
     schedule = ft.schedule(ft.argparse.Namespace(epochs=1, context=16, threads=1,
                                                  set=["model.kwargs={depth: 1, heads: 2, width: 16}"]), "x", 512)
     labels = set(ft.arms(schedule, "base"))
-    assert labels == {"full", "bias", "norms", "ring 256", "unilora 256", "fourierft 256", "lora 256", "vera 256"}
-    arms = ["full", "ring 256", "unilora 256", "lora 256", "vera 256", "fourierft 256"]
+    ablations = {f"ring 256 {name}" for name in (*ft.ABLATIONS, "trainable-c")}
+    assert labels == {"full", "bias", "norms", "ring 256", "unilora 256", "fourierft 256", "lora 256", "vera 256",
+                      *ablations}
+    assert ft.arms(schedule, "base")["ring 256 trainable-c"]["ring.size"] == 256 - 4  # one c_i per adapted layer
+    arms = ["full", "ring 256", "unilora 256", "lora 256", "vera 256", "fourierft 256", "ring 256 per-layer",
+            "ring 256 trainable-c"]
     assert ft.main(["lr", *common, "--arms", *arms]) == 0
     rows = list(csv.DictReader((tmp_path / "res" / "lr" / "lr.csv").open()))
     dof = {r["label"].rsplit("_lr", 1)[0]: int(r["dof"]) for r in rows}
     assert {k: v for k, v in dof.items() if k != "full"} == {slug: 256 for slug in
                                                              ("ring-256", "unilora-256", "lora-256", "vera-256",
-                                                              "fourierft-256")}
+                                                              "fourierft-256", "ring-256-per-layer",
+                                                              "ring-256-trainable-c")}
     forgetting = list(csv.DictReader((tmp_path / "res" / "lr" / "forgetting.csv").open()))
-    assert len(forgetting) == len(rows) == 12 and all(0 < float(r["old_bpb"]) < 9 for r in forgetting)
+    assert len(forgetting) == len(rows) == 16 and all(0 < float(r["old_bpb"]) < 9 for r in forgetting)
     assert ft.main(["seeds", *common, "--arms", "ring 256", "lora 256"]) == 0
     seeds = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
     assert sorted(r["seed"] for r in seeds) == ["0", "0", "1", "1"]
