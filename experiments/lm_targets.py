@@ -166,7 +166,8 @@ def run_stage(args, stage, plan: list[tuple[dict, int]], reference: str | None, 
     run_plan(plan, stage, stem=args.stage, title=f"Language model targets and scales ({args.stage})",
              reference=reference, command=args.command, test=True, recipe=RECIPE,
              schedule=schedule(args),
-             description=f"{what}; {args.model} on {args.root}, {windows * args.epochs * args.context:,} training tokens in "
+             description=f"{what}; {args.model} on {args.root}, {windows * args.epochs * args.context:,} training "
+                         "tokens in "
                          f"{args.epochs} epochs of {windows:,} windows of {args.context} bytes, AdamW, cosine; scored "
                          "on the validation block (final-epoch bits per byte, lower is better); each final model is "
                          "scored once on the test block (nothing is chosen on it)."

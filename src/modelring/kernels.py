@@ -127,8 +127,8 @@ def forward(ring: torch.Tensor, fwd: torch.Tensor, base: torch.Tensor, bits: int
 def backward(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor, inv: torch.Tensor, bits: int,
              out: torch.Tensor) -> None:
     """out[k] += sum over the listed tiles t (ascending: ``tiles`` sorted) of scale * sign * gradient of the weight
-    on tiled position p = t * 2**bits + i with p mod N = k, term by term; ``tile_src[i]`` is the address of the gradient of the
-    chunk on tile ``tiles[i]``, ``tile_scale[i]`` its scale (int64, int64, float64, all contiguous)."""
+    on tiled position p = t * 2**bits + i with p mod N = k, term by term; ``tile_src[i]`` is the address of the
+    gradient of the chunk on tile ``tiles[i]``, ``tile_scale[i]`` its scale (int64, int64, float64, contiguous)."""
     getattr(library(), f"modelring_backward_{_FLOATS[out.dtype]}")(
         tiles.data_ptr(), tiles.numel(), tile_src.data_ptr(), tile_scale.data_ptr(), inv.numel(), out.numel(),
         inv.data_ptr(), bits, out.data_ptr(), torch.get_num_threads())

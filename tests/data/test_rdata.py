@@ -18,7 +18,8 @@ class XDR:
     """A minimal R serializer (format version 3) for the objects the reader supports."""
 
     def __init__(self):
-        self.out, self.symbols = [b"X\n", struct.pack(">iii", 3, 0x040200, 0x030500), struct.pack(">i", 5), b"UTF-8"], {}
+        header = [b"X\n", struct.pack(">iii", 3, 0x040200, 0x030500), struct.pack(">i", 5), b"UTF-8"]
+        self.out, self.symbols = header, {}
 
     def flags(self, kind, attr=False, tag=False):
         self.out.append(struct.pack(">i", kind | (attr << 9) | (tag << 10)))

@@ -56,6 +56,7 @@ def build_pruner(model: nn.Module, cfg: dict, steps_per_epoch: int):
     return method.pruner(model, cfg, steps_per_epoch) if isinstance(method, MagnitudePruning) else None
 
 
-__all__ = ["METHODS", "Adapter", "Dense", "FineTune", "GlobalPruning", "HashedNets", "LayerwisePruning", "MagnitudePruning", "PeftBaseline",
+__all__ = ["METHODS", "Adapter", "Dense", "FineTune", "GlobalPruning", "HashedNets", "LayerwisePruning",
+           "MagnitudePruning", "PeftBaseline",
            "Method", "RPG", "apply_method", "convert_as", "get_method", "list_methods", "register_method",
            "unregister_method"]

@@ -5,8 +5,8 @@ the ring adapter is compared with, issue 25): LoRA, VeRA, Uni-LoRA, FourierFT an
 class, ``peft.options`` gives its keyword arguments (rank, vector length, ...), ``peft.targets`` the module names it
 adapts (default: every ``nn.Linear``). ``peft.get_peft_model`` wraps the task's model (some methods, Uni-LoRA
 among them, keep state on the wrapper) and freezes everything but the adapter; ``adapter.train`` leaves more of the
-model's own parameters trainable (e.g. a new classifier), by their names in the model. peft is an optional dependency (the ``hf`` extra):
-without it the method refuses the config before anything is built.
+model's own parameters trainable (e.g. a new classifier), by their names in the model. peft is an optional
+dependency (the ``hf`` extra): without it the method refuses the config before anything is built.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class PeftBaseline(Method):
         targets = pc["targets"] or linear_names(model)
         config = getattr(peft, PEFT_CONFIGS[pc["type"]])(target_modules=targets, **(pc["options"] or {}))
         trained = trained_by(model, ac["train"] or [])  # by the model's own names, before peft wraps it
-        wrapped = peft.get_peft_model(model, config)  # freezes all but the adapter (some methods share state: not inject)
+        wrapped = peft.get_peft_model(model, config)  # freezes all but the adapter (not inject: shared state)
         for param in wrapped.parameters():
             if id(param) in trained:
                 param.requires_grad_(True)
