@@ -15,7 +15,6 @@ evaluation split (forgetting, ``forgetting.csv`` beside the tables).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from validation import final_model, ladder_grid, run_plan, slug
+from validation import final_model, ladder_grid, landed_scores, run_plan, slug
 
 from modelring.atomic import write_atomic
 from modelring.config import load_config
@@ -58,12 +57,6 @@ def metric_of(bed: Bed, overrides: list[str]) -> tuple[str, bool]:
 
 def lr_grid(bed: Bed, arm: str, landed: dict[str, float], higher: bool) -> tuple[list[float], float | None]:
     return ladder_grid(lambda lr: landed.get(label(arm, lr)), bed.base_lrs(arm), bed.ladder, higher_is_better=higher)
-
-
-def landed_scores(results: Path, metric: str) -> dict[str, float]:
-    """Label -> final validation score of every landed run of the lr stage."""
-    path = results / "lr" / "lr.csv"
-    return {r["label"]: float(r[f"val_{metric}"]) for r in csv.DictReader(path.open())} if path.is_file() else {}
 
 
 def forgetting(run: Path, bed: Bed, args, metric: str) -> dict:
@@ -133,14 +126,14 @@ def run_stage(bed: Bed, args, command: str) -> int:
     if args.stage == "lr":
         done: list = []
         while True:
-            landed = landed_scores(results, metric)
+            landed = landed_scores(results, "lr", f"val_{metric}")
             plan = [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in every.items()
                     for lr in lr_grid(bed, arm, landed, higher)[0]]
             if plan == done or (args.limit_runs is not None and done):
                 return 0
             run(plan)
             done = plan
-    landed = landed_scores(results, metric)
+    landed = landed_scores(results, "lr", f"val_{metric}")
     chosen = {arm: lr_grid(bed, arm, landed, higher)[1] for arm in every}
     missing = sorted(arm for arm, lr in chosen.items() if lr is None)
     if missing:

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 import finetune
+from lm_targets import lm_schedule as schedule
 from results_table import command_line
 
 import modelring as mr
@@ -89,13 +90,6 @@ def arms(schedule: list[str], base: str) -> dict[str, dict]:
     out |= {f"ring {budget} {name}": {**ring, **change} for name, change in ABLATIONS.items()}
     out[f"ring {budget} trainable-c"] = {**ring, "ring.size": budget - len(layers), "adapter.trainable_scale": True}
     return out
-
-
-def schedule(args, corpus: str, tokens: int) -> list[str]:
-    windows = tokens // (args.epochs * args.context)
-    return [f"data.root={corpus}", f"data.train_limit={windows}", f"train.epochs={args.epochs}",
-            f"lm.context={args.context}", "train.progress=false", "out.tensorboard=false",
-            f"train.threads={args.threads}", *args.set]
 
 
 def bed(args) -> finetune.Bed:

@@ -18,7 +18,6 @@ Writes docs/results/lm_power/<stage>/ and docs/results/lm_power/fit.md, fit.json
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
@@ -30,7 +29,7 @@ import torch
 from lm_targets import RECIPE, schedule
 from results_table import command_line, pyplot, save_figure, write_markdown
 from stats import line_fit, mean_ci, saturating_fit, t_quantile
-from validation import ladder_grid, run_plan, slug
+from validation import ladder_grid, landed_rows as landed, run_plan, slug
 
 from modelring.atomic import write_atomic
 
@@ -68,11 +67,6 @@ def ends(every: dict[str, dict]) -> dict[str, tuple[str, str]]:
 
 def label(arm: str, lr: float) -> str:
     return slug(f"{arm}, lr {lr:g}")
-
-
-def landed(results: Path, stage: str) -> list[dict]:
-    path = results / stage / f"{stage}.csv"
-    return list(csv.DictReader(path.open())) if path.is_file() else []
 
 
 def lr_of(every: dict[str, dict], results: Path) -> dict[str, float | None]:

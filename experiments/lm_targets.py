@@ -26,7 +26,6 @@ block. Writes docs/results/lm_targets/<stage>/.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 
 from results_table import command_line
 from stats import mde
-from validation import ladder_grid, run_plan, slug
+from validation import ladder_grid, landed_rows, landed_scores, run_plan, slug
 
 import modelring as mr
 from modelring.config import load_config
@@ -71,9 +70,15 @@ def arms(schedule: list[str]) -> dict[str, dict]:
 
 
 def schedule(args) -> list[str]:
-    """The overrides every run shares: the corpus, the token budget as epochs x windows, one process thread."""
-    windows = args.tokens // (args.epochs * args.context)
-    return [f"data.root={args.root}", f"data.train_limit={windows}", f"train.epochs={args.epochs}",
+    """The overrides every run shares (``lm_schedule`` of ``args.root`` and ``args.tokens``)."""
+    return lm_schedule(args, args.root, args.tokens)
+
+
+def lm_schedule(args, root: str, tokens: int) -> list[str]:
+    """The overrides of a run on the corpus ``root``: ``tokens`` as ``args.epochs`` epochs of windows of
+    ``args.context`` tokens, ``args.threads`` threads, no progress bar, and ``args.set``'s own overrides."""
+    windows = tokens // (args.epochs * args.context)
+    return [f"data.root={root}", f"data.train_limit={windows}", f"train.epochs={args.epochs}",
             f"lm.context={args.context}", "train.progress=false", "out.tensorboard=false",
             f"train.threads={args.threads}", *args.set]
 
@@ -88,8 +93,7 @@ def label(arm: str, lr: float) -> str:
 
 def pilot_scores(results: Path) -> dict[str, float]:
     """Label -> final validation bits per byte of every landed pilot run."""
-    path = results / "pilot" / "pilot.csv"
-    return {r["label"]: float(r["val_bpb"]) for r in csv.DictReader(path.open())} if path.is_file() else {}
+    return landed_scores(results, "pilot", "val_bpb")
 
 
 def lr_grid(arm: str, scores: dict[str, float]) -> tuple[list[float], float | None]:
@@ -101,8 +105,7 @@ def lr_grid(arm: str, scores: dict[str, float]) -> tuple[list[float], float | No
 def seeds_needed(results: Path, lr: float) -> int:
     """n for the main stage: the smallest n >= 3 whose MDE (alpha 0.05, power 0.8) from the reference's seed sigma
     is <= ``MDE_TARGET``, at most ``MAX_SEEDS``."""
-    path = results / "sigma" / "sigma.csv"
-    values = [float(r["val_bpb"]) for r in csv.DictReader(path.open())] if path.is_file() else []
+    values = [float(r["val_bpb"]) for r in landed_rows(results, "sigma")]
     pilot = pilot_scores(results).get(label(REFERENCE, lr))
     values += [pilot] if pilot is not None else []
     if len(values) < 1 + len(SIGMA_SEEDS):

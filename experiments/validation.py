@@ -10,6 +10,7 @@ last.pt), scored by the recipe task's selection metric.
 """
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -250,6 +251,17 @@ def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: s
     lines += extra(values) if extra else []
     lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]
     write_markdown(out / "README.md", lines)
+
+
+def landed_rows(results: Path, stage: str) -> list[dict]:
+    """The rows of ``results/<stage>/<stage>.csv``: every run of that stage that has landed (none before)."""
+    path = Path(results) / stage / f"{stage}.csv"
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def landed_scores(results: Path, stage: str, score: str) -> dict[str, float]:
+    """Label -> ``score`` (e.g. ``val_bpb``) of every landed run of ``stage``."""
+    return {r["label"]: float(r[score]) for r in landed_rows(results, stage)}
 
 
 def ladder_grid(score_of, base: tuple[float, ...], ladder: tuple[float, ...], *,

@@ -147,7 +147,7 @@ class RingBank(nn.Module):
         every segment. The groups follow from the specs and the owners from this bank, so the map is built once per
         bank (a copy of the model has its own bank: ``id(self)``) once the generations have made their groups."""
         key = (id(self), tuple(len(gen.segment_groups()) for gen in generators))
-        if self.__dict__.get("_held_key") != key:
+        if getattr(self, "_held_key", None) != key:  # (a bank unpickled from an older release has neither)
             held: dict[int, list[tuple[int, int]]] = {}
             for i, gen in enumerate(generators):
                 for group, (first, stop) in enumerate(gen.segment_groups()):
@@ -156,8 +156,8 @@ class RingBank(nn.Module):
                             pairs = held.setdefault(id(module), [])
                             if (i, group) not in pairs:
                                 pairs.append((i, group))
-            self.__dict__["_held_key"], self.__dict__["_held"] = key, held
-        return self.__dict__["_held"]
+            self._held_key, self._held = key, held
+        return self._held
 
     def forget_weights(self, i: int) -> None:
         """Drop ring ``i``'s latest generation from the modules and the cache (its memory can be reused)."""
