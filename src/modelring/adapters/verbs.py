@@ -226,11 +226,18 @@ def _trained_names(model: nn.Module, train, targets: set[str]) -> list[str]:
     if isinstance(train, str):
         raise TypeError(f"train must be a list of parameter-name globs, got {train!r}; write train=[{train!r}]")
     names = [n for n, _ in model.named_parameters() if not n.startswith(f"{ADAPTERS}.")]
-    unused = [g for g in train if not any(fnmatch(n, g) for n in names)]
-    if unused:
-        raise ValueError(f"train pattern(s) {unused} match no parameter of this model; names look like {names[:6]}")
-    adapted = sorted(n for n in names if n in targets and any(fnmatch(n, g) for g in train))
+    matched = names_matching(names, train, "train")
+    adapted = sorted(n for n in matched if n in targets)
     if adapted:
         raise ValueError(f"train matches {adapted[:3]}, which the adapter adapts: their base stays frozen (the "
                          "adapter trains them); exclude them from train or from the adapter's targets")
-    return [n for n in names if any(fnmatch(n, g) for g in train)]
+    return matched
+
+
+def names_matching(names: list[str], globs, what: str) -> list[str]:
+    """The ``names`` matched by one of ``globs``, in order; a glob that matches none is an error naming ``what``
+    (the option the globs came from)."""
+    unused = [g for g in globs if not any(fnmatch(n, g) for n in names)]
+    if unused:
+        raise ValueError(f"{what} pattern(s) {unused} match no parameter of this model; names look like {names[:6]}")
+    return [n for n in names if any(fnmatch(n, g) for g in globs)]

@@ -10,12 +10,12 @@ base.
 """
 from __future__ import annotations
 
-from fnmatch import fnmatch
 from pathlib import Path
 
 from torch import nn
 
 from ..adapters import adapt
+from ..adapters.verbs import names_matching
 from ..convert import materialize
 from ..count import count_params
 from ..io import load
@@ -77,12 +77,8 @@ class FineTune(Method):
 
 def trained_by(model: nn.Module, globs: list[str]) -> set[int]:
     """ids of the parameters whose names match one of ``globs``; a glob that matches nothing is an error."""
-    names = [name for name, _ in model.named_parameters()]
-    unused = [g for g in globs if not any(fnmatch(name, g) for name in names)]
-    if unused:
-        raise ValueError(f"adapter.train pattern(s) {unused} match no parameter of this model; names look like "
-                         f"{names[:6]}")
-    return {id(p) for name, p in model.named_parameters() if any(fnmatch(name, g) for g in globs)}
+    params = dict(model.named_parameters())
+    return {id(params[name]) for name in names_matching(list(params), globs, "adapter.train")}
 
 
 def check_base(cfg: dict, method: str) -> None:
