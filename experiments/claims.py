@@ -13,10 +13,11 @@ import csv
 import math
 import statistics
 import sys
+import textwrap
 from pathlib import Path
 
-from results_table import write_markdown
-from stats import holm, line_fit, mde, welch
+from results_table import pyplot, save_figure, write_markdown
+from stats import holm, line_fit, mde, mean_ci, welch
 
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -155,7 +156,8 @@ def law_lines() -> list[str]:
     if not fits or fits["test_top1"] is None:
         return []
     return ["## accuracy against DoF: log-linear law over the global-ring runs (Fashion-MNIST ResNet-20, 20k images "
-            "x 10 epochs; test set primary)", "", *law_table(fits), ""]
+            "x 10 epochs; test set primary)", "", f"Figure: [{FIGURES.name}/dof_law.png]({FIGURES.name}/dof_law.png).", "",
+            *law_table(fits), ""]
 
 
 def law_table(fits: dict[str, dict], f_test: bool = False) -> list[str]:
@@ -199,16 +201,141 @@ def _multitask_tests(metric: str) -> list[dict]:
             pairs = [(cell[(r, b, p, "True")], cell[(r, b, p, "False")]) for r, b in
                      (("False", "False"), ("True", "False"), ("True", "True")) for p in ("True", "False")]
         wins = sum(a < b for a, b in pairs)
-        tests.append({"test": f"{name}, {metric.replace('_', ' ')}", "wins": wins, "pairs": len(pairs), "p": sign_test(wins, len(pairs)),
-                      "median_gain": statistics.median(b - a for a, b in pairs)})
+        gains = [b - a for a, b in pairs]
+        tests.append({"test": f"{name}, {metric.replace('_', ' ')}", "wins": wins, "pairs": len(pairs),
+                      "p": sign_test(wins, len(pairs)), "median_gain": statistics.median(gains), "gains": gains})
     return tests
+
+
+def comparisons() -> list[tuple[str, list[dict], float]]:
+    """Every Welch comparison family in the committed results: (title, rows, pooled sigma), in claims.md's order."""
+    found = [equal_dof(), ring_ablation(), pose(), *(f for f in (issue13(*spec) for spec in ISSUE13) if f is not None)]
+    return [(rows[0]["family"], rows, sigma) for rows, sigma in found]
+
+
+FIGURES = ROOT / "claims"
+# claims.md section title (its start) -> (figure file, the claim as the review of the paper states it, metric label)
+CLAIM_OF = (
+    ("equal DoF", "equal_dof_1epoch.png", "RPG outperforms conventional architectures with the same number of "
+     "parameters", "test top-1"),
+    ("ring ablation", "ring_ablation_1epoch.png", "destructive weight sharing and even sampling", "test top-1"),
+    ("pose", "pose.png", "RPG outperforms CPM, which shares all parameters across sub-networks", "test PCKh@0.5"),
+    ("destructive sharing", "destructive.png", "destructive weight sharing (permutation, reflection) and even sampling",
+     "test top-1"),
+    ("global vs local rings", "rings_decomposed.png", "one global ring (RPG's design) against local rings",
+     "test top-1"),
+    ("each global ring size", "dof_law_vs_dense.png", "context: each ring size against the dense model",
+     "test top-1"),
+)
+
+
+def _claim(title: str) -> tuple[str, str, str]:
+    """(figure file, claim, metric label) of a claims.md section title."""
+    for start, name, claim, metric in CLAIM_OF:
+        if title.startswith(start):
+            return name, claim, metric
+    raise KeyError(f"no figure declared for the section {title!r}: add it to claims.CLAIM_OF")
+
+
+def figure_name(title: str) -> str:
+    """The file name (under ``FIGURES``) of a comparison family's figure."""
+    return _claim(title)[0]
+
+
+def _title(fig, claim: str, detail: str) -> None:
+    """The paper's claim and what the figure shows, wrapped and centred over the whole figure."""
+    fig.suptitle("\n".join([*textwrap.wrap(claim, 90), *textwrap.wrap(detail, 100)]), fontsize=9)
+
+
+def forest_figure(title: str, rows: list[dict], path: Path) -> None:
+    """One comparison family at a glance: each difference (second minus first) with its 95% Welch interval, the
+    zero line, and the family's MDE as a shaded band; filled markers where the Holm-adjusted p is below 0.05."""
+    plt = pyplot()
+    _, claim, metric = _claim(title)
+    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.42 * len(rows)))
+    ys = list(range(len(rows)))[::-1]
+    mde_max = max(r["mde"] for r in rows)
+    ax.axvspan(-mde_max, mde_max, color="0.92", label=f"|diff| < MDE ({mde_max:.3f}, 80% power)")
+    ax.axvline(0, color="0.4", lw=0.8)
+    for y, r in zip(ys, rows):
+        strong = r["p_holm"] < 0.05
+        ax.errorbar(r["diff"], y, xerr=r["ci"], fmt="o", color="C0", mfc="C0" if strong else "white", capsize=3)
+    ax.set_yticks(ys, [f"{r['b']} − {r['a']} (n={r['n']})" for r in rows], fontsize=8)
+    ax.set_xlabel(f"difference in {metric} (fraction; 95% Welch CI)")
+    _title(fig, f"Paper: {claim}", title)
+    ax.set_ylim(-1.6, len(rows) - 0.5)  # an empty row at the bottom holds the legend
+    ax.legend(loc="lower right", fontsize=7, ncol=2, title="filled: Holm p < 0.05", title_fontsize=7)
+    save_figure(fig, path)
+
+
+def law_figure(path: Path) -> bool:
+    """The power-law claim: test top-1 against DoF (log axis), mean and 95% CI per ring size, the least-squares
+    line over the runs, and the dense model as a band; False when ``dof_law.csv`` has too few runs."""
+    source = ROOT / "dof_law" / "dof_law.csv"
+    rows = _rows(source) if source.is_file() else []
+    fit = law_fit(rows) if rows else None
+    if fit is None:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    rpg = [r for r in rows if r["label"] != "dense" and r.get("test_top1")]
+    sizes = sorted({float(r["dof"]) for r in rpg})
+    for dof in sizes:
+        mean, half = mean_ci([float(r["test_top1"]) for r in rpg if float(r["dof"]) == dof])
+        ax.errorbar(dof, mean, yerr=0 if math.isnan(half) else half, fmt="o", color="C0", capsize=3)
+    ax.plot([], [], "o", color="C0", label="RPG, global ring (mean, 95% CI)")
+    xs = [sizes[0] / 1.3, sizes[-1] * 1.3]
+    ax.plot(xs, [fit["intercept"] + fit["slope"] * math.log10(x) for x in xs], "--", color="C0",
+            label=f"log-linear fit: {fit['slope']:+.3f} per decade, lack of fit p {fit['p_lack_of_fit']:.3g}")
+    dense = [float(r["test_top1"]) for r in rows if r["label"] == "dense" and r.get("test_top1")]
+    if dense:
+        mean, half = mean_ci(dense)
+        ax.axhspan(mean - half, mean + half, color="C1", alpha=0.25, label=f"dense ResNet-20 (n={len(dense)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("degrees of freedom (trainable parameters, log scale)")
+    ax.set_ylabel("test top-1 (fraction)")
+    _title(fig, "Paper: accuracy and the number of parameters follow a power law",
+           "Fashion-MNIST ResNet-20, global rings, 20k images x 10 epochs")
+    ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, path)
+    return True
+
+
+def multitask_figure(tests: list[dict], path: Path) -> None:
+    """The multi-task claim: every matched pair's RMSE gain (second minus first setting; above 0 = the first is
+    better) per factor and metric, with the sign test's p; one seed per cell, so pairs, not intervals."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    for y, t in enumerate(tests[::-1]):
+        ax.plot(t["gains"], [y] * len(t["gains"]), "o", color="C0", alpha=0.6)
+        ax.plot([t["median_gain"]], [y], "|", color="k", ms=14)
+    ax.axvline(0, color="0.4", lw=0.8)
+    ax.set_yticks(range(len(tests)), [f"{t['test']} (p {t['p']:.2f}, Holm {t['p_holm']:.2f})" for t in tests[::-1]],
+                  fontsize=7)
+    ax.set_xlabel("RMSE of the second setting minus the first\n(depth in m, normals unitless; > 0: the first is better)")
+    _title(fig, "Paper: best with sub-network reuse, new BN per reuse and permutation/reflection",
+           "multi-task regression, one seed per cell: matched pairs (dots), medians (bars)")
+    save_figure(fig, path)
+
+
+def figures() -> list[Path]:
+    """Every claim's figure under ``FIGURES`` (the comparison families, the law, multi-task); nothing without
+    matplotlib."""
+    if pyplot() is None:
+        return []
+    written = []
+    for title, rows, _ in comparisons():
+        written.append(FIGURES / figure_name(title))
+        forest_figure(title, rows, written[-1])
+    if law_figure(FIGURES / "dof_law.png"):
+        written.append(FIGURES / "dof_law.png")
+    written.append(FIGURES / "multitask.png")
+    multitask_figure(multitask(), written[-1])
+    return written
 
 
 def render() -> list[str]:
     """The lines of docs/results/claims.md."""
-    eq, eq_sigma = equal_dof()
-    ab, ab_sigma = ring_ablation()
-    po, po_sigma = pose()
     mt = multitask()
     lines = ["# The paper's claims against the results here", "",
              "Generated by `python experiments/claims.py` from the CSVs committed in `docs/results/` (nothing is "
@@ -219,10 +346,9 @@ def render() -> list[str]:
              "version 1 and `block=16` (not the paper's element-wise permutation, now the default); issue 13's "
              "experiments (element-wise wiring, 20k images x 10 epochs, lr chosen on a validation split by the "
              "pilot, final models scored on the test set) replace them as they land.", ""]
-    landed = [found for found in (issue13(*spec) for spec in ISSUE13) if found is not None]
-    for title, rows, sigma in ((eq[0]["family"], eq, eq_sigma), (ab[0]["family"], ab, ab_sigma),
-                               (po[0]["family"], po, po_sigma), *((r[0]["family"], r, sg) for r, sg in landed)):
-        lines += [f"## {title}", "", f"Pooled seed sigma {sigma:.4f}.", "",
+    for title, rows, sigma in comparisons():
+        lines += [f"## {title}", "", f"Pooled seed sigma {sigma:.4f}.", f"Figure: [{FIGURES.name}/{figure_name(title)}]"
+                  f"({FIGURES.name}/{figure_name(title)}).", "",
                   "| first | second | seeds | mean first | mean second | diff [95% CI] | p | p (Holm) | reading |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['a']} | {r['b']} | {r['n']} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} "
@@ -231,6 +357,7 @@ def render() -> list[str]:
         lines.append("")
     lines += law_lines()
     lines += ["## multi-task ablation (one seed per cell: paired sign tests, lower RMSE is better)", "",
+              f"Figure: [{FIGURES.name}/multitask.png]({FIGURES.name}/multitask.png).", "",
               "| comparison | first better in | median RMSE gain | sign-test p | p (Holm, 6 tests) |",
               "|---|---|---|---|---|"]
     lines += [f"| {t['test']} | {t['wins']} of {t['pairs']} pairs | {t['median_gain']:+.3f} | {t['p']:.3f} | "
@@ -242,6 +369,8 @@ def main() -> int:
     lines = render()
     write_markdown(ROOT / "claims.md", lines)
     print("\n".join(lines))
+    for path in figures():
+        print(f"wrote {path.relative_to(ROOT.parent.parent)}")
     return 0
 
 

@@ -84,5 +84,6 @@ def pyplot():
 def save_figure(fig, path: Path) -> None:
     """``fig`` laid out tight, written atomically to ``path`` as a 120-dpi PNG, then closed."""
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     pyplot().close(fig)

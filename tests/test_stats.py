@@ -34,6 +34,21 @@ def test_claims_table_is_up_to_date_with_the_committed_results():
     assert claims.sign_test(6, 6) == pytest.approx(0.03125) and claims.sign_test(3, 6) == 1.0
 
 
+def test_claims_draw_one_figure_per_claim_that_claims_md_links(tmp_path, monkeypatch):
+    import re
+
+    import claims
+
+    monkeypatch.setattr(claims, "FIGURES", tmp_path / "claims")
+    written = claims.figures()
+    names = sorted(p.name for p in written)
+    assert len(names) == len(set(names)) and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+    linked = re.findall(r"\]\(claims/([^)]+\.png)\)", (claims.ROOT / "claims.md").read_text())
+    assert sorted(linked) == names  # every section links its figure, every figure is linked
+    with pytest.raises(KeyError, match="CLAIM_OF"):
+        claims.figure_name("a section nobody declared")
+
+
 def test_claims_read_an_issue13_experiment_on_the_test_set_once_its_reference_has_two_seeds(tmp_path, monkeypatch):
     import csv
 
