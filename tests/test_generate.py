@@ -257,6 +257,58 @@ def test_grouped_backward_is_bitwise_the_same_for_kernel_torch_recompute_and_thr
     assert all(torch.equal(grads[0], g) for g in grads[1:])
 
 
+@pytest.mark.skipif(not kernels.usable(torch.zeros(1)), reason="needs the compiled kernel")
+@pytest.mark.parametrize("hashed", [False, True], ids=["table", "hashed"])
+def test_backward_kernel_orders_the_tiles_skips_missing_gradients_and_fills_a_fresh_gradient(hashed):
+    """The kernel's contract at its boundary: tiles listed in any order are summed in ascending order, a tile whose
+    gradient address is 0 adds nothing, and ``fresh`` writes every entry of an uninitialised gradient (the blocks
+    that no tile reaches become 0) with the bits of adding into zeros; against index_add_ tile by tile."""
+    from modelring import wiring as wr
+    from modelring.elementwise import _tail_inverse, build_element_wiring
+
+    generator = torch.Generator().manual_seed(3)
+    spec = make_spec([[40 * 512]], 3 * 4096 + 7, seed=2)  # 40 full chunks over 3 blocks of 4096 entries, wrapping
+    wiring = build_element_wiring(spec, torch.device("cpu"))
+    bits, width, n = wiring.bits, 1 << wiring.bits, spec.size
+    gradient = torch.randn(40, width, generator=generator)
+    slots = (wiring.start >> bits).to(torch.int32)  # slot -> chunk; chunk c lies on tile t with slots[t] == c
+    used = torch.randperm(40, generator=generator)[:9].sort().values  # 9 tiles: some blocks get no term
+    scale = torch.rand(9, generator=generator, dtype=torch.float64) + 0.5
+    scale[0] = 1.0
+    address = torch.tensor([gradient[int(slots[t])].data_ptr() for t in used], dtype=torch.int64)
+
+    def run(tiles, src, scales, out, fresh):
+        if hashed:
+            kernels.backward_hashed(tiles, src, scales, spec.total, bits, 40,
+                                    wr.chunk_round_keys(spec.key(wr.PURPOSE_PERMUTATION)), permute=spec.permute,
+                                    reflect=spec.reflect, sign_key=spec.key(wr.PURPOSE_SIGNS),
+                                    slot_chunk=wiring.start >> bits, tail=_tail_inverse(spec, 40, bits), out=out,
+                                    fresh=fresh)
+        else:
+            kernels.backward(tiles, src, scales, wiring.inv, bits, out, fresh=fresh)
+        return out
+
+    expected = torch.zeros(n)
+    for t, s in zip(used.tolist(), scale.tolist()):
+        codes = wiring.inv[t * width:(t + 1) * width].to(torch.int32)
+        values = gradient[int(slots[t])][codes & 0x7FFF]
+        values = values if s == 1.0 else values * torch.tensor(s, dtype=torch.float32)
+        values = torch.where(codes < 0, -values, values)
+        expected.index_add_(0, torch.arange(t * width, (t + 1) * width) % n, values)
+    assert torch.equal(run(used.to(torch.int32), address, scale, torch.zeros(n), False), expected)
+
+    shuffle = torch.randperm(9, generator=generator)
+    listed = torch.cat([used[shuffle], torch.tensor([int(t) for t in range(40) if t not in used.tolist()][:5])])
+    src = torch.cat([address[shuffle], torch.zeros(5, dtype=torch.int64)])  # 0: no gradient, skipped
+    scales = torch.cat([scale[shuffle], torch.full((5,), 7.0, dtype=torch.float64)])
+    garbage = torch.full((n,), float("nan"))
+    assert torch.equal(run(listed.to(torch.int32), src, scales, garbage, True), expected)
+    untouched = expected == 0
+    assert untouched.any() and torch.equal(garbage[untouched], torch.zeros(int(untouched.sum())))
+    with pytest.raises(TypeError, match="int32"):
+        run(listed.to(torch.int64), src, scales, torch.zeros(n), False)
+
+
 def test_relays_reduce_each_group_as_soon_as_its_layer_is_differentiated(monkeypatch):
     """What the groups are for: in a converted model, each group's weight gradients are added into the ring while
     the backward is still in the layers below (the relay created as the layer was entered runs at once), not in

@@ -119,19 +119,52 @@ struct TableCodes {
 //   out[k] += sum over the group's tiles t, ascending, of scale_t * sign * gradient of the weight on tiled
 //             position p = t*B + i with p mod n = k
 // (added one term after the other onto out[k]; blocks of entries that no tile reaches are not touched).
-// Ascending tiles are ascending copies for every entry. The tiles (sorted by the caller) are cut into pieces that
+// Ascending tiles are ascending copies for every entry. The listed tiles (distinct, in any order: the kernel
+// orders them by a counting pass over their range, cheaper than a sort in the caller) are cut into pieces that
 // stay inside one block of `span` ring entries and do not wrap around the ring; a counting sort buckets the pieces
 // by block, keeping the tile order; each block is then summed by one thread in a small buffer that stays in L1.
 // So every entry sums its copies in ascending order whatever the thread count, and the work is the group's
 // weights, however many groups a ring has. tile_src[i]: address of the gradient of
-// the chunk on tile tiles[i] (inside a layer's gradient, or a copy for chunks that straddle layers);
-// tile_scale[i]: its layer scale. Codes supplies each tile's inverse codes (a table, or computed from the hash for
-// the recompute wiring); each thread works on its own copy of it.
+// the chunk on tile tiles[i] (inside a layer's gradient, or a copy for chunks that straddle layers; 0: the chunk
+// has no gradient and is skipped); tile_scale[i]: its layer scale. Codes supplies each tile's inverse codes (a
+// table, or computed from the hash for the recompute wiring); each thread works on its own copy of it.
+// fresh: out holds garbage (a new gradient): every entry is written, as if out had been zeros (0 + the terms,
+// the same bits), which saves zeroing and re-reading it.
 struct Piece {
-    int64_t tile;   // index into the listed tiles
+    int64_t tile;   // index into the sorted tiles
     int64_t at;     // first tiled position p
     int64_t length;
 };
+
+// The listed tiles with a gradient (tile_src[i] != 0) in ascending order of tile, with their sources and scales:
+// one counting pass over the tiles' range (no comparison sort). Copied into contiguous lists because the sums
+// below read them in the sorted order: reading them in place, in random order, cost 10% of the whole backward.
+struct SortedTiles {
+    std::vector<int64_t> tile, src;
+    std::vector<double> scale;
+};
+
+inline SortedTiles ascending_tiles(const int32_t* tiles, const int64_t* tile_src, const double* tile_scale,
+                                   int64_t count) {
+    int64_t low = INT64_MAX, high = -1;
+    for (int64_t i = 0; i < count; i++) {
+        if (tile_src[i] == 0) continue;
+        low = tiles[i] < low ? tiles[i] : low;
+        high = tiles[i] > high ? tiles[i] : high;
+    }
+    SortedTiles sorted;
+    if (high < 0) return sorted;
+    std::vector<int64_t> at(high - low + 1, -1);
+    for (int64_t i = 0; i < count; i++)
+        if (tile_src[i] != 0) at[tiles[i] - low] = i;
+    for (int64_t i : at) {
+        if (i < 0) continue;
+        sorted.tile.push_back(tiles[i]);
+        sorted.src.push_back(tile_src[i]);
+        sorted.scale.push_back(tile_scale[i]);
+    }
+    return sorted;
+}
 
 template <typename F>
 void for_each_piece(const int64_t* tiles, int64_t count, int64_t total, int64_t n, int bits, int64_t span, F&& f) {
@@ -150,11 +183,16 @@ void for_each_piece(const int64_t* tiles, int64_t count, int64_t total, int64_t 
 }
 
 template <typename T, typename Codes>
-void backward(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale, int64_t total,
-              int64_t n, Codes codes, int bits, T* out, int threads) {
+void backward(const int32_t* listed_tiles, int64_t listed, const int64_t* listed_src, const double* listed_scale,
+              int64_t total, int64_t n, Codes codes, int bits, T* out, int fresh, int threads) {
     constexpr int64_t span = 4096;  // ring entries summed together: the partial sums stay in L1
     const int64_t width = int64_t(1) << bits;
     const int64_t blocks = (n + span - 1) / span;
+    const SortedTiles sorted = ascending_tiles(listed_tiles, listed_src, listed_scale, listed);
+    const int64_t* tiles = sorted.tile.data();
+    const int64_t* tile_src = sorted.src.data();
+    const double* tile_scale = sorted.scale.data();
+    const int64_t count = static_cast<int64_t>(sorted.tile.size());
     std::vector<int64_t> first(blocks + 1, 0);
     for_each_piece(tiles, count, total, n, bits, span, [&](const Piece&, int64_t block) { first[block + 1]++; });
     for (int64_t b = 0; b < blocks; b++) first[b + 1] += first[b];
@@ -169,9 +207,13 @@ void backward(const int64_t* tiles, int64_t count, const int64_t* tile_src, cons
         T acc[span];
         #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
-            if (first[b] == first[b + 1]) continue;  // no tile of the group reaches these entries
             const int64_t k0 = b * span, k1 = k0 + span < n ? k0 + span : n;
-            for (int64_t k = 0; k < k1 - k0; k++) acc[k] = out[k0 + k];
+            if (first[b] == first[b + 1]) {  // no tile of the group reaches these entries
+                if (fresh)
+                    for (int64_t k = k0; k < k1; k++) out[k] = T(0);
+                continue;
+            }
+            for (int64_t k = 0; k < k1 - k0; k++) acc[k] = fresh ? T(0) : out[k0 + k];
             for (int64_t j = first[b]; j < first[b + 1]; j++) {
                 const Piece& piece = pieces[j];
                 if (j + 2 < first[b + 1]) {  // two pieces ahead: a block of a group holds few
@@ -317,33 +359,37 @@ void modelring_forward_f64(const double* ring, int64_t n, const int16_t* fwd, in
     forward<double>(ring, n, fwd, fwd_first, base, bits, layers, starts, outs, scales, threads);
 }
 
-void modelring_backward_f32(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
-                            int64_t total, int64_t n, const int16_t* inv, int bits, float* out, int threads) {
+void modelring_backward_f32(const int32_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
+                            int64_t total, int64_t n, const int16_t* inv, int bits, float* out, int fresh,
+                            int threads) {
     backward<float>(tiles, count, tile_src, tile_scale, total, n,
-                    TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, threads);
+                    TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, fresh, threads);
 }
 
-void modelring_backward_f64(const int64_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
-                            int64_t total, int64_t n, const int16_t* inv, int bits, double* out, int threads) {
+void modelring_backward_f64(const int32_t* tiles, int64_t count, const int64_t* tile_src, const double* tile_scale,
+                            int64_t total, int64_t n, const int16_t* inv, int bits, double* out, int fresh,
+                            int threads) {
     backward<double>(tiles, count, tile_src, tile_scale, total, n,
-                     TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, threads);
+                     TableCodes{reinterpret_cast<const uint16_t*>(inv), bits}, bits, out, fresh, threads);
 }
 
 // The backward of the recompute wiring: the same sums, the inverse codes computed per tile from the hash
-void modelring_backward_hashed_f32(const int64_t* tiles, int64_t count, const int64_t* tile_src,
+void modelring_backward_hashed_f32(const int32_t* tiles, int64_t count, const int64_t* tile_src,
                                    const double* tile_scale, int64_t total, int64_t n, int bits, int64_t chunks,
                                    const int64_t* chunk_keys, int permute, int reflect, int64_t sign_key,
-                                   const int64_t* slot_chunk, const int16_t* tail, float* out, int threads) {
+                                   const int64_t* slot_chunk, const int16_t* tail, float* out, int fresh,
+                                   int threads) {
     HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
-    backward<float>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, threads);
+    backward<float>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, fresh, threads);
 }
 
-void modelring_backward_hashed_f64(const int64_t* tiles, int64_t count, const int64_t* tile_src,
+void modelring_backward_hashed_f64(const int32_t* tiles, int64_t count, const int64_t* tile_src,
                                    const double* tile_scale, int64_t total, int64_t n, int bits, int64_t chunks,
                                    const int64_t* chunk_keys, int permute, int reflect, int64_t sign_key,
-                                   const int64_t* slot_chunk, const int16_t* tail, double* out, int threads) {
+                                   const int64_t* slot_chunk, const int16_t* tail, double* out, int fresh,
+                                   int threads) {
     HashedCodes codes{bits, chunks, chunk_keys, permute, reflect, sign_key, slot_chunk, tail};
-    backward<double>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, threads);
+    backward<double>(tiles, count, tile_src, tile_scale, total, n, codes, bits, out, fresh, threads);
 }
 
 }  // extern "C"

@@ -221,11 +221,15 @@ class RingSink:
         self.size = size
         self.gradient: torch.Tensor | None = None
 
-    def target(self, like: torch.Tensor) -> torch.Tensor:
-        """The gradient to add into (zeros when nothing waits)."""
+    def target(self, like: torch.Tensor, *, writes_all: bool = False) -> tuple[torch.Tensor, bool]:
+        """The gradient to add into, and whether it is new (nothing waited). A new one is zeros, or uninitialised
+        when the caller writes every entry of it (``writes_all``: the compiled kernel's fresh mode), which saves
+        zeroing a ring-sized buffer and reading it back."""
         if self.gradient is None:
-            self.gradient = torch.zeros(self.size, dtype=like.dtype, device=like.device)
-        return self.gradient
+            make = torch.empty if writes_all else torch.zeros
+            self.gradient = make(self.size, dtype=like.dtype, device=like.device)
+            return self.gradient, True
+        return self.gradient, False
 
     def take(self) -> torch.Tensor | None:
         gradient, self.gradient = self.gradient, None
@@ -311,9 +315,10 @@ def add_group_gradient(wiring: ElementWiring, group: tuple[int, int], grads, sin
     if not present:
         return
     if kernels.usable(present[0]):
-        _compiled_backward(wiring, group, grads, sink.target(present[0]))
+        out, fresh = sink.target(present[0], writes_all=True)
+        _compiled_backward(wiring, group, grads, out, fresh=fresh)
     else:
-        _torch_backward(wiring, group, grads, sink.target(present[0]))
+        _torch_backward(wiring, group, grads, sink.target(present[0])[0])
 
 
 def _group_chunks(wiring: ElementWiring, group: tuple[int, int]) -> tuple[int, int]:
@@ -374,10 +379,12 @@ def _codes_of_weights(wiring: ElementWiring, q0: int, q1: int, device) -> torch.
     return codes
 
 
-def _compiled_backward(wiring: ElementWiring, group: tuple[int, int], grads, out: torch.Tensor) -> None:
-    """Add the group's ring gradient into ``out``. The kernel reads every chunk's gradient where it lies (nothing
-    group-sized is concatenated); only chunks that straddle layers are copied, with their layers' scales, into a
-    side buffer of a few chunks. It visits the group's tiles only, in ascending order."""
+def _compiled_backward(wiring: ElementWiring, group: tuple[int, int], grads, out: torch.Tensor, *,
+                       fresh: bool = False) -> None:
+    """Add the group's ring gradient into ``out`` (``fresh``: ``out`` is uninitialised and gets the gradient, as if
+    it were zeros). The kernel reads every chunk's gradient where it lies (nothing group-sized is concatenated);
+    only chunks that straddle layers are copied, with their layers' scales, into a side buffer of a few chunks. It
+    visits the group's tiles only, in ascending order (it orders them itself: a sort here cost more)."""
     if wiring.chunks is None:
         wiring.chunks = chunk_sources(wiring.starts.tolist(), wiring.bits)
     first, stop = group
@@ -402,18 +409,15 @@ def _compiled_backward(wiring: ElementWiring, group: tuple[int, int], grads, out
         address[q - q0] = side.data_ptr() + at * width * element
         scale[q - q0] = 1.0
     tiles = _tile_of_chunk(wiring)[q0:q1]
-    keep = address != 0
-    tiles, order = torch.sort(tiles[keep].to(torch.int64))
-    address, scale = address[keep][order], scale[keep][order].contiguous()
     if wiring.inv is not None:
-        kernels.backward(tiles, address, scale, wiring.inv, wiring.bits, out)
+        kernels.backward(tiles, address, scale, wiring.inv, wiring.bits, out, fresh=fresh)
     else:  # recompute: no T-sized table; the short last chunk's inverse codes (< 2**bits) come from here
         spec, full = wiring.spec, wiring.full_chunks
         kernels.backward_hashed(tiles, address, scale, spec.total, wiring.bits, full,
                                 wr.chunk_round_keys(spec.key(wr.PURPOSE_PERMUTATION)), permute=spec.permute,
                                 reflect=spec.reflect, sign_key=spec.key(wr.PURPOSE_SIGNS),
                                 slot_chunk=wiring.start >> wiring.bits, tail=_tail_inverse(spec, full, wiring.bits),
-                                out=out)
+                                out=out, fresh=fresh)
 
 
 def _tile_of_chunk(wiring: ElementWiring) -> torch.Tensor:

@@ -84,10 +84,10 @@ def _load() -> ctypes.CDLL:
         getattr(lib, f"modelring_forward_{name}").argtypes = [ptr, i64, ptr, i64, ptr, ctypes.c_int, i64, ptr,
                                                               ptr, ptr, ctypes.c_int]
         getattr(lib, f"modelring_backward_{name}").argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, ctypes.c_int,
-                                                               ptr, ctypes.c_int]
+                                                               ptr, ctypes.c_int, ctypes.c_int]
         getattr(lib, f"modelring_backward_hashed_{name}").argtypes = [ptr, i64, ptr, ptr, i64, i64, ctypes.c_int,
                                                                       i64, ptr, ctypes.c_int, ctypes.c_int, i64,
-                                                                      ptr, ptr, ptr, ctypes.c_int]
+                                                                      ptr, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.modelring_element_tables.argtypes = [i64, i64, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_int, i64, ptr, ptr,
                                              ptr, ctypes.c_int]
     return lib
@@ -124,14 +124,27 @@ def forward(ring: torch.Tensor, fwd: torch.Tensor, base: torch.Tensor, bits: int
         starts.data_ptr(), pointers.data_ptr(), scales.data_ptr(), torch.get_num_threads())
 
 
+def _tile_lists(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor) -> tuple:
+    """The kernel's views of the listed tiles: int32, int64, float64, contiguous (checked: a wrong dtype would be
+    read as other numbers)."""
+    if (tiles.dtype, tile_src.dtype, tile_scale.dtype) != (torch.int32, torch.int64, torch.float64):
+        raise TypeError(f"tiles, tile_src, tile_scale must be int32, int64, float64, got {tiles.dtype}, "
+                        f"{tile_src.dtype}, {tile_scale.dtype}")
+    if not tiles.numel() == tile_src.numel() == tile_scale.numel():
+        raise ValueError("tiles, tile_src and tile_scale must list the same tiles")
+    return tiles.contiguous(), tile_src.contiguous(), tile_scale.contiguous()
+
+
 def backward(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor, inv: torch.Tensor, bits: int,
-             out: torch.Tensor) -> None:
-    """out[k] += sum over the listed tiles t (ascending: ``tiles`` sorted) of scale * sign * gradient of the weight
-    on tiled position p = t * 2**bits + i with p mod N = k, term by term; ``tile_src[i]`` is the address of the
-    gradient of the chunk on tile ``tiles[i]``, ``tile_scale[i]`` its scale (int64, int64, float64, contiguous)."""
+             out: torch.Tensor, *, fresh: bool = False) -> None:
+    """out[k] += sum over the listed tiles t, in ascending order, of scale * sign * gradient of the weight on tiled
+    position p = t * 2**bits + i with p mod N = k, term by term; ``tile_src[i]`` is the address of the gradient of
+    the chunk on tile ``tiles[i]`` (0: none, the tile is skipped), ``tile_scale[i]`` its scale (int32 distinct
+    tiles in any order, int64, float64). ``fresh``: ``out`` is uninitialised and is written as if it were zeros."""
+    tiles, tile_src, tile_scale = _tile_lists(tiles, tile_src, tile_scale)  # alive until the call returns
     getattr(library(), f"modelring_backward_{_FLOATS[out.dtype]}")(
         tiles.data_ptr(), tiles.numel(), tile_src.data_ptr(), tile_scale.data_ptr(), inv.numel(), out.numel(),
-        inv.data_ptr(), bits, out.data_ptr(), torch.get_num_threads())
+        inv.data_ptr(), bits, out.data_ptr(), int(fresh), torch.get_num_threads())
 
 
 def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
@@ -154,7 +167,7 @@ def element_tables(chunks: int, bits: int, chunk_keys: list[int], *, permute: bo
 
 def backward_hashed(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: torch.Tensor, total: int, bits: int,
                     chunks: int, chunk_keys: list[int], *, permute: bool, reflect: bool, sign_key: int,
-                    slot_chunk: torch.Tensor, tail: torch.Tensor, out: torch.Tensor) -> None:
+                    slot_chunk: torch.Tensor, tail: torch.Tensor, out: torch.Tensor, fresh: bool = False) -> None:
     """``backward`` for the recompute wiring: every tile's inverse codes computed from the hash as the sums need
     them (the full chunk on slot s is ``slot_chunk[s]``; the short last chunk's tile, slot ``chunks``, reads
     ``tail``), so no T-sized table exists at any time. Bitwise the same sums as ``backward`` (tested)."""
@@ -162,7 +175,8 @@ def backward_hashed(tiles: torch.Tensor, tile_src: torch.Tensor, tile_scale: tor
         raise ValueError(f"the compiled codes take 4 round keys, got {len(chunk_keys)}")
     keys = torch.tensor(chunk_keys, dtype=torch.int64)
     slots, tail = slot_chunk.to(torch.int64).contiguous(), tail.contiguous()  # alive until the call returns
+    tiles, tile_src, tile_scale = _tile_lists(tiles, tile_src, tile_scale)
     getattr(library(), f"modelring_backward_hashed_{_FLOATS[out.dtype]}")(
         tiles.data_ptr(), tiles.numel(), tile_src.data_ptr(), tile_scale.data_ptr(), total, out.numel(), bits, chunks,
         keys.data_ptr(), int(permute), int(reflect), sign_key, slots.data_ptr(), tail.data_ptr(), out.data_ptr(),
-        torch.get_num_threads())
+        int(fresh), torch.get_num_threads())
