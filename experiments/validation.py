@@ -39,10 +39,12 @@ def commit() -> str:
 
 
 def overrides(args) -> list[str]:
-    """The common schedule: ``args.train`` training images, ``args.val`` held out, ``args.epochs`` epochs."""
+    """The common schedule: ``args.train`` training images, ``args.val`` held out, ``args.epochs`` epochs (in bf16
+    autocast with ``args.amp``)."""
+    amp = ["train.amp=true"] if getattr(args, "amp", False) else []
     return [f"data.root={args.root}", f"data.train_limit={args.train}", f"data.val_size={args.val}",
             f"train.epochs={args.epochs}", "train.progress=false", "out.tensorboard=false",
-            f"train.threads={getattr(args, 'threads', 2)}"]
+            f"train.threads={getattr(args, 'threads', 2)}", *amp]
 
 
 def schedule_text(args, epochs_per_arm: bool = False) -> str:
@@ -54,7 +56,8 @@ def schedule_text(args, epochs_per_arm: bool = False) -> str:
     momentum = f"SGD{' Nesterov' if t['nesterov'] else ''} momentum {t['momentum']:g}"
     epochs = "the number of epochs its label names" if epochs_per_arm else f"{t['epochs']} epochs"
     return (f"{args.train:,} training images, {epochs}, {momentum}, batch {t['batch_size']}, weight decay "
-            f"{t['weight_decay']:g}, {t['schedule']} schedule after a {t['warmup_epochs']:g}-epoch linear warm-up; "
+            f"{t['weight_decay']:g}, {t['schedule']} schedule after a {t['warmup_epochs']:g}-epoch linear warm-up"
+            f"{', bf16 autocast (train.amp)' if t['amp'] else ''}; "
             f"scored on {args.val:,} validation images held out of the training set (final-epoch validation top-1)")
 
 
@@ -68,6 +71,9 @@ def add_arguments(parser, runs: str, results: str) -> None:
     parser.add_argument("--limit-runs", type=int, default=None, help="stop after this many runs of the plan")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads per run (issue 22: 1, with the process pinned to one core by taskset)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast on CPU (train.amp=true): 1.8x faster on AMX machines; one precision per "
+                             "campaign, it changes the digits")
 
 
 def arm_plan(arms: dict[str, dict], lr: float, seeds: list[int], common: dict) -> list[tuple[dict, int]]:
