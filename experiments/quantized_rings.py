@@ -1,7 +1,7 @@
 """Issue 22, block 6: what quantizing and pruning the trained parameters costs, RPG rings against dense weights.
 
 For every finished run given (its ``model.safetensors`` and ``config.yaml``), each treatment is applied to the final
-model and scored once on the full test set (``data.val_size=null``); the file bytes come from ``modelring.save``
+model and scored once on the full test set (its task's test overrides); the file bytes come from ``modelring.save``
 (RPG) or from the same per-chunk codec applied to every weight ``convert`` would generate (dense, pruned):
 
 - ``float``: as trained;
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from results_table import machine, pyplot, save_figure, write_markdown
+from validation import test_overrides
 
 from modelring.config import load_config
 from modelring.io import load, saved_size
@@ -66,7 +67,7 @@ def _dense_treatment(model, cfg, treatment: str) -> int:
 
 def score(run: Path, treatment: str) -> dict:
     """Test top-1 and file bytes of the run's final model under ``treatment``."""
-    cfg = load_config(run / "config.yaml", ["data.val_size=null", "train.progress=false"])
+    cfg = load_config(run / "config.yaml", [*test_overrides(run), "train.progress=false"])
     model = load(run / "model.safetensors")
     rings = getattr(model, "modelring", None) is not None
     if rings:

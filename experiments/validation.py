@@ -140,7 +140,8 @@ def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, descr
 
 
 def test_numbers(run: Path) -> dict:
-    """The run's final model (``model.safetensors``) on the full test set (its config with ``data.val_size=null``),
+    """The run's final model (``model.safetensors``) on the full test set (its config with its task's
+    ``test_overrides``: ``data.val_size=null``, or ``multitask.val_areas=[]``),
     as ``test_*`` columns; computed once and kept in the run's ``test.json`` (committed with the results, so a fresh
     machine does not need the model again)."""
     path = run / "test.json"
@@ -149,10 +150,18 @@ def test_numbers(run: Path) -> dict:
         from modelring.loop import evaluate_on_split
         from modelring.atomic import write_atomic
 
-        metrics = evaluate_on_split(load_config(run / "config.yaml", ["data.val_size=null"]), final_model(run))
+        metrics = evaluate_on_split(load_config(run / "config.yaml", test_overrides(run)), final_model(run))
         numbers = {f"test_{k}": v for k, v in metrics.items() if not k.startswith("_")}
         write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=1)))
     return json.loads(path.read_text())
+
+
+def test_overrides(run: Path) -> list[str]:
+    """The overrides that point a finished run's evaluation at the test split (its task's ``test_overrides``)."""
+    from modelring.config import load_config
+    from modelring.tasks import get_task
+
+    return get_task(load_config(run / "config.yaml")["task"]["name"]).test_overrides()
 
 
 def final_model(run: Path):

@@ -232,6 +232,8 @@ KEYS = (
     # multitask
     Key("multitask.num_classes", 13, _COUNT, "semantic classes"),
     Key("multitask.test_areas", ["area_5a", "area_5b"], Rule("list"), "2D-3D-S areas held out for testing"),
+    Key("multitask.val_areas", [], Rule("list"), "2D-3D-S areas held out of training for validation: runs "
+        "evaluate and select on them (val_* columns); [] evaluates on the test areas"),
     Key("multitask.depth_loss", "l1", Rule(choices=("l1", "l2")), "depth loss over the valid pixels"),
     Key("multitask.normal_loss", "cosine", Rule(choices=("cosine", "l2")), "surface-normal loss over the valid pixels"),
     Key("multitask.depth_weight", 1.0, _NONNEG, "weight of the depth loss"),

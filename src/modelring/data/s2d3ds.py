@@ -214,6 +214,7 @@ class S2D3DS(Dataset):
 
     def __init__(self, root, areas: list[str], *, size: int, augment: bool = False, seed: int = 0, labels=None):
         self.root, self.size, self.augment, self.seed, self.epoch = Path(root), size, augment, seed, 0
+        self.areas = list(areas)
         known = list_areas(self.root)
         unknown = [a for a in areas if a not in known]
         if unknown:
@@ -239,12 +240,18 @@ class S2D3DS(Dataset):
         return item
 
 
-def s2d3ds_splits(root, *, test_areas: list[str], size: int, augment: bool, seed: int = 0
-                  ) -> tuple[S2D3DS, S2D3DS]:
-    """(train, test): the test areas, and every other area of ``root`` for training."""
+def s2d3ds_splits(root, *, test_areas: list[str], size: int, augment: bool, seed: int = 0,
+                  held_areas: list[str] = ()) -> tuple[S2D3DS, S2D3DS]:
+    """(train, test): the test areas, and for training every other area of ``root`` but the ``held_areas`` (held
+    out for validation)."""
     areas = list_areas(Path(root))
-    train_areas = [a for a in areas if a not in test_areas]
+    missing = [a for a in held_areas if a not in areas]
+    if missing:
+        raise ValueError(f"validation areas {missing} are not in {root} (it has {areas}): set multitask.val_areas "
+                         "to areas it has")
+    train_areas = [a for a in areas if a not in test_areas and a not in held_areas]
     if not train_areas:
-        raise ValueError(f"every area of {root} ({areas}) is a test area; set multitask.test_areas to fewer")
+        raise ValueError(f"every area of {root} ({areas}) is a test or validation area; set multitask.test_areas "
+                         "or multitask.val_areas to fewer")
     return (S2D3DS(root, train_areas, size=size, augment=augment, seed=seed),
             S2D3DS(root, list(test_areas), size=size, augment=False, seed=seed))

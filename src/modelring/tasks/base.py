@@ -15,6 +15,24 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..distributed import Dist
+from ..keys import derive_key
+
+
+VAL_KEY = 0x7A11D  # the validation split's permutation key: fixed, so every seed and method holds out the same samples
+
+
+def held_out(n: int, size: int | float, *, what: str) -> tuple[list[int], list[int]]:
+    """(rest, held out): indices of ``n`` samples, ``size`` of them (an int, or a fraction in (0, 1)) held out for
+    validation by a fixed keyed permutation (the same samples for every seed and method); both in ascending order.
+    ``what`` names the samples in the error a bad size gets."""
+    count = round(size * n) if isinstance(size, float) else size
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < count < n:
+        raise ValueError(f"data.val_size must be a number of {what} in [1, {n - 1}] or a fraction in (0, 1), "
+                         f"got {size!r}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_key(VAL_KEY, n)))
+    held = torch.zeros(n, dtype=torch.bool)
+    held[order[:count]] = True
+    return (~held).nonzero().flatten().tolist(), held.nonzero().flatten().tolist()
 
 
 class Task:
@@ -45,6 +63,11 @@ class Task:
         """Name of the split ``build_data`` returns for evaluation: ``test``, or ``val`` when the config holds a
         validation split out of the training data (column and report prefix)."""
         return "test"
+
+    def test_overrides(self) -> list[str]:
+        """Config overrides that turn a run's evaluation split back into the test split (scoring a final model
+        once on the test set after choices made on validation)."""
+        return ["data.val_size=null"]
 
     def selection(self, cfg: dict) -> tuple[str, bool]:
         """(test metric that picks the best model, whether higher is better)."""

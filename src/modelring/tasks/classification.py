@@ -15,7 +15,7 @@ from .. import data as D
 from ..distributed import Dist, all_sum
 from ..keys import derive_key
 from ..models import create_model
-from .base import Task, to_device
+from .base import Task, held_out, to_device
 
 
 class AugmentedDataset(Dataset):
@@ -68,21 +68,11 @@ def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if not limit else Subset(dataset, range(min(limit, len(dataset))))
 
 
-VAL_KEY = 0x7A11D  # the validation split's permutation key: fixed, so every seed and method holds out the same images
-
-
 def split_validation(dataset: Dataset, size: int | float) -> tuple[Subset, Subset]:
     """(rest, validation): ``size`` images (an int, or a fraction in (0, 1) of the split) chosen by a fixed keyed
-    permutation of the indices; both keep the original order of their images."""
-    n = len(dataset)
-    count = round(size * n) if isinstance(size, float) else size
-    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < count < n:
-        raise ValueError(f"data.val_size must be a number of training images in [1, {n - 1}] or a fraction in (0, 1), "
-                         f"got {size!r}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_key(VAL_KEY, n)))
-    held = torch.zeros(n, dtype=torch.bool)
-    held[order[:count]] = True
-    return Subset(dataset, (~held).nonzero().flatten().tolist()), Subset(dataset, held.nonzero().flatten().tolist())
+    permutation of the indices (``held_out``); both keep the original order of their images."""
+    rest, held = held_out(len(dataset), size, what="training images")
+    return Subset(dataset, rest), Subset(dataset, held)
 
 
 class Meter:

@@ -110,3 +110,28 @@ def test_pruning_trains_the_multitask_model_too(scenes, tmp_path):
     kept = sum(int((p != 0).sum()) for p in prunable)
     assert kept == report["pruned_keep"] == round(0.2 * sum(p.numel() for p in prunable))
     assert report["method"] == "prune-layerwise" and report["dof"] < report["dense_params"]
+
+
+def test_a_validation_area_is_held_out_of_training_and_the_test_areas_are_scored_apart(scenes, tmp_path):
+    from modelring.loop import evaluate_on_split
+    from modelring.tasks import get_task
+
+    task = get_task("multitask")
+    full, test = task.build_data(_config(scenes, tmp_path))
+    train, val = task.build_data(_config(scenes, tmp_path, **{"multitask.val_areas": ["area_6"]}))
+    assert val.areas == ["area_6"] and "area_6" not in train.areas and len(train) + len(val) == len(full)
+    assert not val.augment and set(test.areas) == {"area_5a", "area_5b"}
+    assert task.eval_split(_config(scenes, tmp_path, **{"multitask.val_areas": ["area_6"]})) == "val"
+    with pytest.raises(ValueError, match="holds validation out by area"):
+        T.fit(_config(scenes, tmp_path / "a", **{"data.val_size": 8}))
+    with pytest.raises(ValueError, match="both validation and test areas"):
+        T.fit(_config(scenes, tmp_path / "b", **{"multitask.val_areas": ["area_5a"]}))
+    with pytest.raises(ValueError, match="validation areas .'area_9'. are not in"):
+        task.build_data(_config(scenes, tmp_path, **{"multitask.val_areas": ["area_9"]}))
+
+    report = T.fit(_config(scenes, tmp_path / "run", **{"multitask.val_areas": ["area_6"], "train.epochs": 1}),
+                   log=lambda *a: None)
+    assert report["val_count"] == len(val) and "val_depth_rmse" in report and "test_depth_rmse" not in report
+    scored = evaluate_on_split(load_config(tmp_path / "run" / "config.yaml", task.test_overrides()),
+                               mr.load(tmp_path / "run" / "model.safetensors"))
+    assert scored["count"] == len(test)

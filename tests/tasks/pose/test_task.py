@@ -81,3 +81,29 @@ def test_bad_config_is_refused_clearly(pose_root, tmp_path):
         run(_config(tmp_path / "nowhere", tmp_path / "c"), log=lambda *a: None)
     with pytest.raises(ValueError, match="unknown key 'pose.sigmaa'"):
         _config(pose_root, tmp_path / "d", **{"pose.sigmaa": 2})
+
+
+def test_validation_persons_are_held_out_of_training_and_the_test_split_is_scored_apart(pose_root, tmp_path):
+    from modelring.loop import evaluate_on_split
+    from modelring.tasks import get_task
+    from modelring.tasks.pose.task import build_pose_data
+
+    def people(ds):
+        return [(r["image"], tuple(map(float, r["center"]))) for r in ds.records]
+
+    full, test = build_pose_data(_config(pose_root, tmp_path))
+    train, val = build_pose_data(_config(pose_root, tmp_path, **{"data.val_size": 8}))
+    assert len(val) == 8 and not val.augment and train.augment
+    assert not set(people(train)) & set(people(val)) and sorted(people(train) + people(val)) == sorted(people(full))
+    assert people(build_pose_data(_config(pose_root, tmp_path, **{"data.val_size": 8, "train.seed": 5}))[1]) == \
+        people(val)  # the same persons for every seed
+    assert not set(people(val)) & set(people(test))  # the test split (annot/valid.json) stays apart
+    with pytest.raises(ValueError, match="data.val_size must be a number of training persons"):
+        build_pose_data(_config(pose_root, tmp_path, **{"data.val_size": 32}))
+
+    cfg = _config(pose_root, tmp_path / "run", **{"data.val_size": 8, "train.epochs": 1})
+    report = run(cfg, log=lambda *a: None)
+    assert report["val_count"] == 8 and 0.0 <= report["val_pckh"] <= 1.0 and "test_pckh" not in report
+    scored = evaluate_on_split(load_config(tmp_path / "run" / "config.yaml", get_task("pose").test_overrides()),
+                               mr.load(tmp_path / "run" / "model.safetensors"))
+    assert scored["count"] == len(test)

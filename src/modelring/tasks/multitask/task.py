@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data.datasets import dataset_info
-from ...data.s2d3ds import CLASSES, IGNORE_INDEX, s2d3ds_splits
+from ...data.s2d3ds import CLASSES, IGNORE_INDEX, S2D3DS, s2d3ds_splits
 from ...distributed import all_sum
 from ...models import create_model
 from ..base import Task
@@ -76,6 +76,13 @@ class MultitaskTask(Task):
     def check(self, cfg: dict) -> None:
         """Enough segmentation classes for 2D-3D-S (loss and selection names are checked by the config schema)."""
         mc = cfg["multitask"]
+        if cfg["data"]["val_size"]:
+            raise ValueError("the multitask task holds validation out by area, not by a count of scenes (scenes of one "
+                             "area are alike): set multitask.val_areas (e.g. [area_6]) and data.val_size=null")
+        overlap = sorted(set(mc["val_areas"]) & set(mc["test_areas"]))
+        if overlap:
+            raise ValueError(f"{overlap} are both validation and test areas: multitask.val_areas and "
+                             "multitask.test_areas must not share an area")
         if mc["num_classes"] < len(CLASSES):
             raise ValueError(f"multitask.num_classes must be >= {len(CLASSES)} (the 2D-3D-S classes), got "
                              f"{mc['num_classes']}")
@@ -83,15 +90,27 @@ class MultitaskTask(Task):
     def selection(self, cfg: dict) -> tuple[str, bool]:
         return cfg["multitask"]["select"], SELECT[cfg["multitask"]["select"]]
 
+    def eval_split(self, cfg: dict) -> str:
+        return "val" if cfg["multitask"]["val_areas"] else "test"
+
+    def test_overrides(self) -> list[str]:
+        return ["multitask.val_areas=[]"]
+
     def build_data(self, cfg: dict):
-        """(train, test) ``S2D3DS`` data sets from ``data.root``; test = ``multitask.test_areas``."""
+        """(train, evaluation) ``S2D3DS`` data sets from ``data.root``: training on every area that is neither a
+        test area (``multitask.test_areas``) nor a validation area (``multitask.val_areas``); evaluation on the
+        validation areas when there are any (``test_limit`` does not cut them), else on the test areas."""
         dc, mc = cfg["data"], cfg["multitask"]
         dataset_info(dc["name"], "multitask")  # a clear error for a data set of another task
         if not dc["root"]:
             raise ValueError("data.root is required: a 2D-3D-S folder (area_*/data/...), e.g. one written by "
                              "`modelring make-data multitask data/s2d3ds_synth`")
-        train, test = s2d3ds_splits(dc["root"], test_areas=list(mc["test_areas"]), size=dc["image_size"],
-                                    augment=dc["augment"], seed=cfg["train"]["seed"])
+        val_areas = list(mc["val_areas"])
+        train, test = s2d3ds_splits(dc["root"], test_areas=list(mc["test_areas"]), held_areas=val_areas,
+                                    size=dc["image_size"], augment=dc["augment"], seed=cfg["train"]["seed"])
+        if val_areas:
+            return _limit(train, dc["train_limit"]), S2D3DS(dc["root"], val_areas, size=dc["image_size"],
+                                                            augment=False, seed=cfg["train"]["seed"])
         return _limit(train, dc["train_limit"]), _limit(test, dc["test_limit"])
 
     def build_model(self, cfg: dict, train) -> nn.Module:
@@ -132,6 +151,7 @@ class MultitaskTask(Task):
                                     f"{', '.join(cfg['multitask']['test_areas'])})")
 
     def epoch_line(self, row: dict) -> str:
+        split = "val" if "val_depth_rmse" in row else "test"
         return (f"(depth {row['train_depth']:.3f} normal {row['train_normal']:.3f} seg {row['train_semantic']:.3f}) "
-                f"| test depth RMSE {row['test_depth_rmse']:.3f} m, normal {row['test_normal_angle']:.1f} deg, "
-                f"mIoU {row['test_miou']:.3f}")
+                f"| {split} depth RMSE {row[f'{split}_depth_rmse']:.3f} m, normal {row[f'{split}_normal_angle']:.1f} "
+                f"deg, mIoU {row[f'{split}_miou']:.3f}")

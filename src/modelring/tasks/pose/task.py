@@ -20,13 +20,16 @@ from ...data.datasets import dataset_info
 from ...data.mpii import JOINT_NAMES, NUM_JOINTS, MPIIDataset
 from ...distributed import all_sum
 from ...models import create_model
-from ..base import Task, to_device
+from ..base import Task, held_out, to_device
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
 from .synth import write_dataset
 
 
 def build_pose_data(cfg: dict) -> tuple[MPIIDataset, MPIIDataset]:
-    """Training split (augmented as ``data.augment`` and the pose section say) and the ``valid`` split."""
+    """Training split (augmented as ``data.augment`` and the pose section say) and the evaluation split: the
+    ``valid`` annotations (the test split: ``test_limit`` applies), or with ``data.val_size`` that many persons of
+    the ``train`` annotations held out of training (``held_out``: the same persons for every seed and method; not
+    augmented), before ``train_limit``."""
     dc, pc = cfg["data"], cfg["pose"]
     dataset_info(dc["name"], "pose")  # a clear error for a data set of another task
     if not dc["root"]:
@@ -36,9 +39,14 @@ def build_pose_data(cfg: dict) -> tuple[MPIIDataset, MPIIDataset]:
               "box_margin": pc["box_margin"], "seed": cfg["train"]["seed"]}
     train = MPIIDataset(dc["root"], "train", augment=dc["augment"], rotation=pc["rotation"],
                         scale_factor=pc["scale_factor"], flip=pc["flip"], **common)
-    test = MPIIDataset(dc["root"], "valid", **common)
-    for ds, limit in ((train, dc["train_limit"]), (test, dc["test_limit"])):
-        ds.records = ds.records[:limit] if limit else ds.records
+    if dc["val_size"]:
+        test = MPIIDataset(dc["root"], "train", **common)
+        rest, held = held_out(len(train.records), dc["val_size"], what="training persons")
+        train.records, test.records = [train.records[i] for i in rest], [test.records[i] for i in held]
+    else:
+        test = MPIIDataset(dc["root"], "valid", **common)
+        test.records = test.records[:dc["test_limit"]] if dc["test_limit"] else test.records
+    train.records = train.records[:dc["train_limit"]] if dc["train_limit"] else train.records
     return train, test
 
 
@@ -70,6 +78,9 @@ class PoseTask(Task):
 
     def selection(self, cfg: dict) -> tuple[str, bool]:
         return "pckh", True
+
+    def eval_split(self, cfg: dict) -> str:
+        return "val" if cfg["data"]["val_size"] else "test"
 
     def build_data(self, cfg: dict):
         return build_pose_data(cfg)
@@ -116,4 +127,6 @@ class PoseTask(Task):
         return f"{test['count']:,} persons, test loss {test['loss']:.5f}{flip}\n{joint_table(test['_meter'])}"
 
     def epoch_line(self, row: dict) -> str:
-        return f"test loss {row['test_loss']:.5f} PCKh {row['test_pckh']:.4f} PCK {row['test_pck']:.4f}"
+        split = "val" if "val_pckh" in row else "test"
+        return (f"{split} loss {row[f'{split}_loss']:.5f} PCKh {row[f'{split}_pckh']:.4f} "
+                f"PCK {row[f'{split}_pck']:.4f}")
