@@ -110,7 +110,7 @@ def compare_arms(argv, doc: str, *, stem: str, title: str, arms, reference: str,
     return 0
 
 
-METRIC_NAMES = {"top1": "top-1", "bpb": "bits per byte"}  # how the tables name a selection metric
+METRIC_NAMES = {"top1": "top-1", "bpb": "bits per byte", "pckh": "PCKh@0.5"}  # how the tables name a selection metric
 
 
 def run_plan(plan: list[tuple[dict, int]], args, *, stem: str, title: str, description: str,

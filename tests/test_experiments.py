@@ -307,3 +307,36 @@ def test_lm_power_runs_both_families_and_fits_them(tmp_path, monkeypatch):
         assert fam["runs"] == 6 and fam["sizes"] == 3 and "p_lack_of_fit" in fam["line"]
     assert "log10 test bpb" in (tmp_path / "res" / "fit.md").read_text()
     assert (tmp_path / "res" / "lm_power.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_pose_claim_runs_the_pilot_then_seeds_and_stops_where_the_mde_rule_says(tmp_path, monkeypatch, capsys):
+    import csv
+
+    import pose_claim as pc
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(pc, "DATA", {"train": 40, "test": 12, "image_size": 48, "seed": 0})
+    monkeypatch.setattr(pc, "VAL_PERSONS", 8)
+    monkeypatch.setattr(pc, "BASE", (1e-3, 2e-3))
+    monkeypatch.setattr(pc, "LADDER", (1e-3, 2e-3))  # no widening: two lrs per arm
+    monkeypatch.setattr(pc, "SEEDS", (0, 1))
+    monkeypatch.setattr(pc, "MAX_SEEDS", 3)
+    monkeypatch.setattr(pc, "MDE_TARGET", 1e-9)  # unreachable: the stage stops after SEEDS
+    common = ["--data", str(tmp_path / "data"), "--epochs", "1", "--runs", str(tmp_path / "runs"),
+              "--results", str(tmp_path / "res"), "--set", "model.kwargs={width: 8, stage_depth: 1}",
+              "pose.input_size=32", "pose.heatmap_size=16", "train.batch_size=8", "train.eval_batch_size=8"]
+    with pytest.raises(SystemExit, match="has not chosen an lr"):
+        pc.main(["seeds", *common])
+    assert pc.main(["pilot", *common]) == 0
+    pilot = list(csv.DictReader((tmp_path / "res" / "pilot" / "pilot.csv").open()))
+    assert len(pilot) == 4 and len({r["dof"] for r in pilot}) == 1  # both arms, two lrs, one DoF
+    assert all(r["val_count"] == "8" and r["test_count"] == "12" for r in pilot)
+    assert pc.main(["seeds", *common]) == 0
+    assert "the plan stops here (no main comparison)" in capsys.readouterr().out
+    seeds = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
+    assert sorted((r["label"].split("_")[0], r["seed"]) for r in seeds) == [("cpm", "0"), ("cpm", "1"), ("rpg", "0"),
+                                                                           ("rpg", "1")]
+    assert len(list((tmp_path / "runs").iterdir())) == 4 + 2  # the seed-0 runs are the pilot's
+    monkeypatch.setattr(pc, "MDE_TARGET", 1e9)  # reached at once: n = len(SEEDS), nothing more runs
+    assert pc.seeds_for({"cpm": [0.1, 0.2], "rpg": [0.3, 0.5]}) == (2, pytest.approx(((0.005 + 0.02) / 2) ** 0.5))

@@ -27,13 +27,16 @@ def conv_bn_relu(in_chans: int, out_chans: int, *, kernel_size: int = 3, stride:
 
 
 class Backbone(nn.Module):
-    """Image -> features at 1/4 resolution: stride-2 stem, then three conv-BN-ReLU (the second strided)."""
+    """Image -> features at 1/``stride`` resolution: stride-2 stem, then three conv-BN-ReLU (the second strided
+    when ``stride`` is 4)."""
 
-    def __init__(self, in_chans: int, width: int):
+    def __init__(self, in_chans: int, width: int, stride: int = 4):
         super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"stride must be 2 or 4 (the heatmaps' resolution: input / stride), got {stride!r}")
         self.stem = nn.Conv2d(in_chans, width, 3, 2, 1, bias=False)
         self.stem_bn = nn.BatchNorm2d(width)
-        self.body = nn.Sequential(conv_bn_relu(width, width), conv_bn_relu(width, width, stride=2),
+        self.body = nn.Sequential(conv_bn_relu(width, width), conv_bn_relu(width, width, stride=stride // 2),
                                   conv_bn_relu(width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,7 @@ class Stage(nn.Module):
 
 
 class PoseMachine(nn.Module):
-    """Backbone + stage 1 + S-1 refinement stages; ``forward`` returns (B, S, J, H/4, W/4) heatmaps.
+    """Backbone + stage 1 + S-1 refinement stages; ``forward`` returns (B, S, J, H/stride, W/stride) heatmaps.
 
     Args:
         num_joints: heatmaps per stage.
@@ -65,16 +68,18 @@ class PoseMachine(nn.Module):
         in_chans: image channels.
         stage_depth: conv-BN-ReLU layers per stage.
         kernel_size: kernel of the stage convs.
+        stride: 4 or 2, the heatmaps' resolution as a fraction of the input's (2: four times the compute).
     """
 
     def __init__(self, *, num_joints: int = 16, stages: int = 4, width: int = 32, reuse: bool = False,
-                 new_norm: bool = True, in_chans: int = 3, stage_depth: int = 3, kernel_size: int = 3):
+                 new_norm: bool = True, in_chans: int = 3, stage_depth: int = 3, kernel_size: int = 3,
+                 stride: int = 4):
         super().__init__()
         if not isinstance(stages, int) or stages < 1:
             raise ValueError(f"stages must be an int >= 1, got {stages!r}")
         self.num_joints, self.stages, self.num_features = num_joints, stages, width
         self.reuse, self.new_norm = reuse, new_norm
-        self.backbone = Backbone(in_chans, width)
+        self.backbone = Backbone(in_chans, width, stride)
         self.stage1 = Stage(width, width, num_joints, depth=stage_depth, kernel_size=kernel_size)
 
         def refinement() -> Stage:
@@ -87,7 +92,7 @@ class PoseMachine(nn.Module):
             self.refine = nn.ModuleList(refinement() for _ in range(stages - 1))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features (B, width, H/4, W/4)."""
+        """Backbone features (B, width, H/stride, W/stride)."""
         return self.backbone(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -108,11 +113,12 @@ class PoseMachine(nn.Module):
 
 @register_model(task="pose", input_size=(3, 64, 64))
 def pose_cpm(*, num_joints: int = 16, stages: int = 4, width: int = 32, reuse: bool = False,
-             new_norm: bool = True, in_chans: int = 3, stage_depth: int = 3, kernel_size: int = 3) -> PoseMachine:
+             new_norm: bool = True, in_chans: int = 3, stage_depth: int = 3, kernel_size: int = 3,
+             stride: int = 4) -> PoseMachine:
     """CPM-style multi-stage heatmap network (see :class:`PoseMachine` for the arguments).
 
     Returns:
-        The model; ``model(images)`` gives (B, stages, num_joints, H/4, W/4) heatmaps.
+        The model; ``model(images)`` gives (B, stages, num_joints, H/stride, W/stride) heatmaps.
     """
     return PoseMachine(num_joints=num_joints, stages=stages, width=width, reuse=reuse, new_norm=new_norm,
-                       in_chans=in_chans, stage_depth=stage_depth, kernel_size=kernel_size)
+                       in_chans=in_chans, stage_depth=stage_depth, kernel_size=kernel_size, stride=stride)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -80,6 +81,12 @@ def model_info(name: str) -> ModelInfo:
     if name not in _MODEL_INFO:
         raise ValueError(_unknown_model_message(name))
     return _MODEL_INFO[name]
+
+
+def accepts(name: str, argument: str) -> bool:
+    """Whether the registered builder ``name`` takes a keyword ``argument`` (False for an unknown name)."""
+    builder = _MODEL_REGISTRY.get(name)
+    return builder is not None and argument in inspect.signature(builder).parameters
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -107,3 +107,20 @@ def test_validation_persons_are_held_out_of_training_and_the_test_split_is_score
     scored = evaluate_on_split(load_config(tmp_path / "run" / "config.yaml", get_task("pose").test_overrides()),
                                mr.load(tmp_path / "run" / "model.safetensors"))
     assert scored["count"] == len(test)
+
+
+def test_heatmaps_at_half_the_input_resolution_and_a_size_the_model_cannot_make(pose_root, tmp_path):
+    from modelring.tasks import get_task
+
+    task = get_task("pose")
+    cfg = _config(pose_root, tmp_path, **{"pose.heatmap_size": 16})  # input 32: stride 2, chosen from the sizes
+    model = task.build_model(cfg, None)
+    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape[-2:] == (16, 16)
+    report = run(_config(pose_root, tmp_path / "run", **{"pose.heatmap_size": 16, "train.epochs": 1}),
+                 log=lambda *a: None)
+    assert 0.0 <= report["test_pckh"] <= 1.0
+    assert mr.load(tmp_path / "run" / "model.safetensors")(torch.zeros(1, 3, 32, 32)).shape[-1] == 16
+    with pytest.raises(ValueError, match="makes 8x8 heatmaps from a 32px input, but pose.heatmap_size=16"):
+        task.build_model(_config(pose_root, tmp_path, **{"pose.heatmap_size": 16, "model.kwargs.stride": 4}), None)
+    with pytest.raises(ValueError, match="stride must be 2 or 4"):
+        task.build_model(_config(pose_root, tmp_path, **{"pose.heatmap_size": 4}), None)

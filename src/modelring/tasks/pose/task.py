@@ -20,6 +20,7 @@ from ...data.datasets import dataset_info
 from ...data.mpii import JOINT_NAMES, NUM_JOINTS, MPIIDataset
 from ...distributed import all_sum
 from ...models import create_model
+from ...models.registry import accepts
 from ..base import Task, held_out, to_device
 from .metrics import PoseMeter, decode_heatmaps, flip_back, image_coordinates, joint_table
 from .synth import write_dataset
@@ -86,11 +87,24 @@ class PoseTask(Task):
         return build_pose_data(cfg)
 
     def build_model(self, cfg: dict, train) -> nn.Module:
-        """The registry model (``model.name``, recipe default ``pose_cpm``) with ``pose.reuse``."""
-        pc = cfg["pose"]
+        """The registry model (``model.name``, recipe default ``pose_cpm``) with ``pose.reuse``; a builder that
+        takes ``stride`` gets pose.input_size / pose.heatmap_size. Its heatmaps must have pose.heatmap_size (a
+        clear error before training otherwise)."""
+        pc, name = cfg["pose"], cfg["model"]["name"]
         kwargs = {"num_joints": NUM_JOINTS, "stages": pc["stages"], "reuse": pc["reuse"],
                   "new_norm": pc["new_norm"], **cfg["model"]["kwargs"]}
-        return create_model(cfg["model"]["name"], **kwargs)
+        if accepts(name, "stride") and "stride" not in kwargs and pc["input_size"] % pc["heatmap_size"] == 0:
+            kwargs["stride"] = pc["input_size"] // pc["heatmap_size"]
+        model = create_model(name, **kwargs)
+        with torch.no_grad():
+            was = model.training
+            side = model.eval()(torch.zeros(1, 3, pc["input_size"], pc["input_size"])).shape[-1]
+            model.train(was)
+        if side != pc["heatmap_size"]:
+            raise ValueError(f"{name} makes {side}x{side} heatmaps from a {pc['input_size']}px input, but "
+                             f"pose.heatmap_size={pc['heatmap_size']}: set pose.heatmap_size={side}"
+                             + (" or model.kwargs.stride (2 or 4)" if accepts(name, "stride") else ""))
+        return model
 
     def to_device(self, batch, device, channels_last):
         images, target, weight, meta = batch
