@@ -170,3 +170,48 @@ def saturating_fit(xs: list[float], ys: list[float], *, grid: int = 400) -> dict
             best_floor = {"a": a, "b": b, "c": c, "rss": rss}
     f = (best_power["rss"] - best_floor["rss"]) / (best_floor["rss"] / (n - 3)) if best_floor["rss"] > 0 else math.inf
     return {"power": best_power, "floor": best_floor, "floor_f": f, "p_floor": f_sf(f, 1, n - 3)}
+
+
+def factorial_anova(observations: list[tuple[tuple, float]], factors: tuple[str, ...]) -> list[dict]:
+    """Fixed-effects ANOVA of a balanced full factorial with replication: every main effect and every interaction.
+
+    ``observations``: (levels, y) pairs, ``levels`` one value per name in ``factors``; every cell (combination of
+    levels) must hold the same number r >= 2 of observations. For a balanced design each effect's sum of squares is
+    the sum over observations of its term, the inclusion-exclusion of marginal means (e.g. A x B: m_AB - m_A - m_B +
+    m); the error is the within-cell variation. Returns one row per effect (main effects first, then the two-way,
+    three-way ... interactions): effect name ("A", "A x B"), df, SS, MS, F, p, and partial eta squared
+    SS / (SS + SS_error); then the error row."""
+    from itertools import combinations
+
+    k = len(factors)
+    levels = [sorted({obs[0][i] for obs in observations}, key=str) for i in range(k)]
+    cells: dict[tuple, list[float]] = {}
+    for key, y in observations:
+        cells.setdefault(tuple(key), []).append(y)
+    sizes = {len(v) for v in cells.values()}
+    if len(cells) != math.prod(len(lv) for lv in levels) or len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError("factorial_anova needs every combination of levels with the same number (>= 2) of "
+                         f"observations; got {len(cells)} cells with sizes {sorted(sizes)}")
+
+    def marginal(subset: tuple[int, ...]) -> dict[tuple, float]:
+        groups: dict[tuple, list[float]] = {}
+        for key, y in observations:
+            groups.setdefault(tuple(key[i] for i in subset), []).append(y)
+        return {g: statistics.fmean(v) for g, v in groups.items()}
+
+    subsets = [s for size in range(k + 1) for s in combinations(range(k), size)]
+    means = {s: marginal(s) for s in subsets}
+    error_ss = sum((y - statistics.fmean(cells[tuple(key)])) ** 2 for key, y in observations)
+    error_df = len(observations) - len(cells)
+    error_ms = error_ss / error_df
+    rows = []
+    for s in subsets[1:]:
+        def term(key, s=s):
+            return sum((-1) ** (len(s) - len(t)) * means[t][tuple(key[i] for i in t)]
+                       for size in range(len(s) + 1) for t in combinations(s, size))
+        ss = sum(term(key) ** 2 for key, _ in observations)
+        df = math.prod(len(levels[i]) - 1 for i in s)
+        f = (ss / df) / error_ms if error_ms > 0 else math.inf
+        rows.append({"effect": " x ".join(factors[i] for i in s), "df": df, "ss": ss, "ms": ss / df, "f": f,
+                     "p": f_sf(f, df, error_df), "partial_eta2": ss / (ss + error_ss) if ss + error_ss else 0.0})
+    return rows + [{"effect": "error", "df": error_df, "ss": error_ss, "ms": error_ms}]

@@ -340,3 +340,35 @@ def test_pose_claim_runs_the_pilot_then_seeds_and_stops_where_the_mde_rule_says(
     assert len(list((tmp_path / "runs").iterdir())) == 4 + 2  # the seed-0 runs are the pilot's
     monkeypatch.setattr(pc, "MDE_TARGET", 1e9)  # reached at once: n = len(SEEDS), nothing more runs
     assert pc.seeds_for({"cpm": [0.1, 0.2], "rpg": [0.3, 0.5]}) == (2, pytest.approx(((0.005 + 0.02) / 2) ** 0.5))
+
+
+@pytest.mark.slow
+def test_multitask_factorial_chooses_lrs_per_sharing_mode_runs_every_cell_at_equal_dof_and_the_anova(tmp_path,
+                                                                                                      monkeypatch):
+    import csv
+    import json
+
+    import multitask_factorial as mf
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(mf, "DATA", {"train": 40, "test": 8, "image_size": 16, "seed": 0})
+    monkeypatch.setattr(mf, "BASE", (0.05,))
+    monkeypatch.setattr(mf, "LADDER", (0.05,))  # one lr per mode
+    monkeypatch.setattr(mf, "SEEDS", (0, 1))
+    monkeypatch.setattr(mf, "RING", 600)
+    common = ["--data", str(tmp_path / "data"), "--epochs", "1", "--runs", str(tmp_path / "runs"),
+              "--results", str(tmp_path / "res"), "--set", "model.kwargs.width=8", "train.batch_size=8",
+              "train.eval_batch_size=8"]
+    with pytest.raises(SystemExit, match="has not chosen an lr"):
+        mf.main(["seeds", *common])
+    assert mf.main(["lr", *common]) == 0
+    assert len(list(csv.DictReader((tmp_path / "res" / "lr" / "lr.csv").open()))) == 4  # 3 modes + dense
+    assert mf.main(["seeds", *common]) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
+    assert len(rows) == 2 * 13 and len({r["dof"] for r in rows if not r["label"].startswith("dense")}) == 1
+    assert len(list((tmp_path / "runs").iterdir())) == 4 + 2 * 13 - 4  # the lr stage's seed-0 runs are reused
+    tables = json.loads((tmp_path / "res" / "seeds" / "anova.json").read_text())
+    effects = [row["effect"] for row in tables["test_depth_rmse"]]
+    assert effects[:3] == ["sharing", "permutation", "reflection"] and effects[-1] == "error"
+    assert tables["test_depth_rmse"][-1]["df"] == 12  # 24 runs in 12 cells
+    assert "p (Holm" in (tmp_path / "res" / "seeds" / "anova.md").read_text()

@@ -123,3 +123,46 @@ def test_law_reading_follows_the_plan_and_leaves_dense_out(tmp_path, monkeypatch
         w.writerows(data)
     text = "\n".join(claims.law_lines())
     assert "| test | 12 | +0.0500 [" in text and "log-linear here" in text
+
+
+def test_factorial_anova_equals_least_squares_with_effect_coding():
+    """Every effect's sum of squares of a balanced 3 x 2 x 2 design with 3 replicates is the drop in residual sum of
+    squares when its effect-coded columns leave a least-squares fit (balanced: types I-III agree)."""
+    from itertools import combinations, product
+
+    import numpy as np
+
+    from stats import f_sf, factorial_anova
+
+    rng = np.random.default_rng(4)
+    keys = [key for key in product(("none", "shared", "new"), (True, False), (True, False)) for _ in range(3)]
+    ys = [0.8 + 0.05 * (k[0] == "new") - 0.05 * k[2] + 0.04 * (k[1] and k[2]) + rng.normal(0, 0.02) for k in keys]
+    rows = factorial_anova(list(zip(keys, ys)), ("sharing", "permute", "reflect"))
+    levels = [("none", "shared", "new"), (True, False), (True, False)]
+
+    def coded(i, key):  # sum-to-zero coding of factor i: one column per level but the last
+        return [1.0 if key[i] == lv else (-1.0 if key[i] == levels[i][-1] else 0.0) for lv in levels[i][:-1]]
+
+    def columns(subset, key):
+        out = [1.0]
+        for i in subset:
+            out = [a * b for a in out for b in coded(i, key)]
+        return out
+
+    subsets = [s for size in (1, 2, 3) for s in combinations(range(3), size)]
+
+    def rss(kept):
+        x = np.array([[1.0] + [c for s in kept for c in columns(s, key)] for key in keys])
+        residual = np.array(ys) - x @ np.linalg.lstsq(x, np.array(ys), rcond=None)[0]
+        return float(residual @ residual)
+
+    full = rss(subsets)
+    assert rows[-1]["effect"] == "error" and rows[-1]["df"] == 24 and rows[-1]["ss"] == pytest.approx(full)
+    for s, row in zip(subsets, rows):
+        assert row["effect"] == " x ".join(("sharing", "permute", "reflect")[i] for i in s)
+        assert row["ss"] == pytest.approx(rss([t for t in subsets if t != s]) - full, rel=1e-9)
+        assert row["p"] == pytest.approx(f_sf(row["f"], row["df"], 24))
+    assert [r["df"] for r in rows[:-1]] == [2, 1, 1, 2, 2, 1, 2]
+    assert rows[0]["p"] < 0.001 and rows[2]["p"] < 0.001 and rows[5]["p"] < 0.01  # the effects put in are found
+    with pytest.raises(ValueError, match="same number"):
+        factorial_anova(list(zip(keys, ys))[:-1], ("sharing", "permute", "reflect"))
