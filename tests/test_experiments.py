@@ -372,3 +372,42 @@ def test_multitask_factorial_chooses_lrs_per_sharing_mode_runs_every_cell_at_equ
     assert effects[:3] == ["sharing", "permutation", "reflection"] and effects[-1] == "error"
     assert tables["test_depth_rmse"][-1]["df"] == 12  # 24 runs in 12 cells
     assert "p (Holm" in (tmp_path / "res" / "seeds" / "anova.md").read_text()
+
+
+def test_dof_capacity_gives_each_size_the_lr_of_its_nearer_end():
+    import dof_capacity as dc
+
+    assert dc.SIZES == (80, 172, 371, 800, 1724, 3713, 8000)
+    ends = {80: 0.4, 8000: 0.1}
+    assert [dc.lr_of(s, ends) for s in dc.SIZES] == [0.4, 0.4, 0.4, 0.4, 0.1, 0.1, 0.1]  # 800: the larger
+    assert dc.lr_of(800, {80: 0.05, 8000: 0.2}) == 0.2
+
+
+@pytest.mark.slow
+def test_dof_capacity_runs_every_size_with_dof_equal_to_ring_entries_and_reads_the_law(fmnist_root, tmp_path,
+                                                                                        monkeypatch):
+    import csv
+    import json
+
+    import dof_capacity as dc
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(dc, "SIZES", (80, 400, 2000, 10000))
+    monkeypatch.setattr(dc, "ENDS", (80, 10000))
+    monkeypatch.setattr(dc, "BASE", (0.05,))
+    monkeypatch.setattr(dc, "LADDER", (0.05,))
+    monkeypatch.setattr(dc, "SEEDS", (0, 1))
+    common = ["--root", str(fmnist_root), "--epochs", "1", "--train", "200", "--val", "40", "--threads", "1",
+              "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]
+    with pytest.raises(SystemExit, match="has not landed completely"):
+        dc.main(["fit", *common])
+    assert dc.main(["lr", *common]) == 0
+    assert dc.main(["seeds", *common]) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "seeds" / "seeds.csv").open()))
+    assert len(rows) == 2 * 5
+    assert all(int(r["dof"]) == int(r["ring"]) for r in rows if r["method"] != "dense")  # nothing free
+    fit = json.loads((tmp_path / "res" / "seeds" / "fit.json").read_text())
+    assert fit["line"]["points"] == 8 and "lack_of_fit_f" in fit["line"] and "p_floor" in fit["saturating"]
+    text = (tmp_path / "res" / "seeds" / "fit.md").read_text()
+    assert "capacity-bound" in text and "| 10,000 |" in text
+    assert (tmp_path / "res" / "seeds" / "dof_capacity.png").is_file()
