@@ -264,8 +264,47 @@ def write_tables(rows: list[dict], runs: Path, out: Path, *, stem: str, title: s
                                   reference, f"{title} (test)", f"Test {name} of the final models (the final numbers; "
                                   "nothing was chosen on them)")
     lines += extra(values) if extra else []
+    if stage_figure(groups, out, out / f"{stem}.png", title=title, metric=metric, tested=tested):
+        lines += ["", f"Figure: [{stem}.png]({stem}.png) (validation {name} per epoch, mean over seeds; final "
+                      "numbers with 95% t-intervals)."]
     lines += ["", "Per-epoch metrics of every run: [metrics/](metrics/)."]
     write_markdown(out / "README.md", lines)
+
+
+def stage_figure(groups: dict[str, list[dict]], out: Path, path: Path, *, title: str, metric: str,
+                 tested: bool) -> bool:
+    """``path``: left, each setting's validation ``metric`` per epoch (mean over its seeds, read from
+    the per-epoch files beside the table); right, each setting's final validation (and test) number, mean with its
+    95% t-interval (a dot alone for one seed). False without matplotlib."""
+    from results_table import pyplot, save_figure
+
+    plt = pyplot()
+    if plt is None:
+        return False
+    name = METRIC_NAMES.get(metric, metric)
+    fig, (curves, finals) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.32 * max(len(groups), 8)),
+                                         gridspec_kw={"width_ratios": [1.2, 1]})
+    for i, (label, members) in enumerate(groups.items()):
+        per_run = []
+        for m in members:
+            with open(out / "metrics" / f"{m['run']}.csv") as f:
+                per_run.append([float(r[f"val_{metric}"]) for r in csv.DictReader(f)])
+        epochs = min(len(v) for v in per_run)
+        curves.plot(range(1, epochs + 1), [sum(v[e] for v in per_run) / len(per_run) for e in range(epochs)],
+                    ".-", ms=3, label=f"{label} (n={len(members)})", color=f"C{i % 10}")
+        for j, split in enumerate(("val", "test") if tested else ("val",)):
+            mean, ci = mean_ci([m[f"{split}_{metric}"] for m in members])
+            finals.errorbar(mean, i + 0.15 * j, xerr=ci if len(members) > 1 else None, fmt="o" if j == 0 else "s",
+                            color=f"C{i % 10}", mfc=None if j == 0 else "white", capsize=3)
+    curves.set_xlabel("epoch")
+    curves.set_ylabel(f"validation {name}")
+    curves.legend(fontsize=6, loc="best")
+    finals.set_yticks(range(len(groups)), list(groups), fontsize=7)
+    finals.invert_yaxis()
+    finals.set_xlabel(f"final {name}: validation (dots)" + (", test (squares)" if tested else "") + "; 95% CI")
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+    return True
 
 
 def landed_rows(results: Path, stage: str) -> list[dict]:

@@ -338,6 +338,8 @@ def test_pose_claim_runs_the_pilot_then_seeds_and_stops_where_the_mde_rule_says(
     assert sorted((r["label"].split("_")[0], r["seed"]) for r in seeds) == [("cpm", "0"), ("cpm", "1"), ("rpg", "0"),
                                                                            ("rpg", "1")]
     assert len(list((tmp_path / "runs").iterdir())) == 4 + 2  # the seed-0 runs are the pilot's
+    assert (tmp_path / "res" / "seeds" / "seeds.png").read_bytes()[:4] == b"\x89PNG"  # the stage's figure
+    assert "Figure: [seeds.png](seeds.png)" in (tmp_path / "res" / "seeds" / "README.md").read_text()
     monkeypatch.setattr(pc, "MDE_TARGET", 1e9)  # reached at once: n = len(SEEDS), nothing more runs
     assert pc.seeds_for({"cpm": [0.1, 0.2], "rpg": [0.3, 0.5]}) == (2, pytest.approx(((0.005 + 0.02) / 2) ** 0.5))
 
