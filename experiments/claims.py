@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 from results_table import pyplot, save_figure, write_markdown
-from stats import holm, line_fit, mde, mean_ci, welch
+from stats import holm, line_fit, mde, mean_ci, pooled_contrast, t_quantile, welch
 
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -213,6 +213,165 @@ def comparisons() -> list[tuple[str, list[dict], float]]:
     return [(rows[0]["family"], rows, sigma) for rows, sigma in found]
 
 
+def equivalence_reading(diff: float, ci: float, margin: float, mde_value: float, higher: str, lower: str) -> str:
+    """Issue 22's reading of one difference (``higher``/``lower``: what a positive/negative difference means):
+    a direction only where the 95% interval excludes 0; "within ±margin" only where the whole interval lies inside
+    the margin; otherwise "not resolved" with the MDE."""
+    if diff - ci > 0:
+        return f"{higher} (interval above 0)"
+    if diff + ci < 0:
+        return f"{lower} (interval below 0)"
+    if -margin <= diff - ci and diff + ci <= margin:
+        return f"within ±{margin:g}"
+    return f"not resolved (MDE {mde_value:.4f})"
+
+
+EQUIVALENCE_TOP1 = 0.005  # block 2's margin (equal_dof_plan.md)
+
+
+def equal_size_lines() -> list[str]:
+    """Block 2 (equal_dof_plan.md): per budget, every arm against RPG on the test top-1 of the final models, with
+    sigma pooled over every arm of the budget (primary; Welch beside, Holm over the budget's arms), the equivalence
+    margin ±0.005, and the pre-registered RPG vs HashedNets at 3%; ResNet-56 RPG against dense ResNet-20. Empty until
+    the seeds stage has landed two seeds of RPG and one other arm."""
+    path = ROOT / "equal_size" / "seeds" / "seeds.csv"
+    if not path.is_file():
+        return []
+    rows = [r for r in _rows(path) if r.get("test_top1")]
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        values.setdefault(r["label"].split("_lr")[0], []).append(float(r["test_top1"]))
+    lines = []
+    for budget in ("3%", "1%"):
+        arms = {a: v for a, v in values.items() if a.endswith(f"-{budget}")}
+        rpg = arms.get(f"rpg-{budget}", [])
+        others = [a for a, v in arms.items() if a != f"rpg-{budget}" and len(v) >= 2]
+        if len(rpg) < 2 or not others:
+            continue
+        table = []
+        for other in others:
+            contrast = pooled_contrast(arms, {f"rpg-{budget}": 1, other: -1})
+            w = welch(arms[other], rpg)
+            table.append({"other": other, "n": f"{len(rpg)}/{len(arms[other])}", "c": contrast, "w": w,
+                          "mde": mde(contrast["sigma"], min(len(rpg), len(arms[other])))})
+        for row, p in zip(table, holm([t["c"]["p"] for t in table])):
+            row["p_holm"] = p
+        sigma, df = table[0]["c"]["sigma"], table[0]["c"]["df"]
+        lines += [f"## equal size, {budget} budget (issue 22 block 2: Fashion-MNIST ResNet-20, 30 epochs, bf16, "
+                  "test set)", "", f"Sigma pooled over the {len(arms)} arms of the budget: {sigma:.4f} ({df} df). "
+                  "Difference = RPG minus the arm (test top-1); primary: pooled-variance interval and p, Holm over "
+                  "the budget's arms; Welch as the check; equivalence margin ±0.005."
+                  + (" RPG vs HashedNets at 3% is the one pre-registered comparison: its unadjusted p is the test."
+                     if budget == "3%" else ""), "",
+                  "| arm | seeds RPG/arm | RPG minus arm [95% CI, pooled] | p | p (Holm) | Welch [95% CI] | reading |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in table:
+            c, w = t["c"], t["w"]
+            reading = equivalence_reading(c["estimate"], c["ci"], EQUIVALENCE_TOP1, t["mde"], "RPG higher",
+                                          f"{t['other']} higher")
+            lines.append(f"| {t['other']} | {t['n']} | {c['estimate']:+.4f} [{c['estimate'] - c['ci']:+.4f}, "
+                         f"{c['estimate'] + c['ci']:+.4f}] | {c['p']:.3f} | {t['p_holm']:.3f} | {w['diff']:+.4f} "
+                         f"[{w['diff'] - w['ci']:+.4f}, {w['diff'] + w['ci']:+.4f}] | {reading} |")
+        lines.append("")
+    deep, dense = values.get("resnet56-rpg", []), values.get("dense", [])
+    if len(deep) >= 2 and len(dense) >= 2:
+        c, w = pooled_contrast({"deep": deep, "dense": dense}, {"deep": 1, "dense": -1}), welch(dense, deep)
+        reading = equivalence_reading(c["estimate"], c["ci"], EQUIVALENCE_TOP1, mde(c["sigma"], min(len(deep),
+                                      len(dense))), "ResNet-56 RPG higher", "dense ResNet-20 higher")
+        lines += ["## deeper RPG against a shallower dense net of the same DoF (issue 22 block 2)", "",
+                  f"ResNet-56 RPG (n={len(deep)}) minus dense ResNet-20 (n={len(dense)}), test top-1: "
+                  f"{c['estimate']:+.4f} [{c['estimate'] - c['ci']:+.4f}, {c['estimate'] + c['ci']:+.4f}] (pooled), "
+                  f"p {c['p']:.3f}; Welch {w['diff']:+.4f} [{w['diff'] - w['ci']:+.4f}, {w['diff'] + w['ci']:+.4f}]: "
+                  f"{reading}.", ""]
+    return lines
+
+
+SHARING = {("False", "False"): "no reuse", ("True", "False"): "reuse, shared BN", ("True", "True"): "reuse, new BN"}
+FACTORIAL_MARGIN = 0.02  # block 4's equivalence margin (metres depth, unit-vector RMSE normals)
+
+
+def factorial_levels(row: dict) -> tuple[str, str, str]:
+    """(sharing, permutation, reflection) of a multitask_factorial run row."""
+    return (SHARING[(row["model.kwargs.reuse"], row["model.kwargs.new_norm"])],
+            "on" if row["ring.permute"] == "True" else "off", "on" if row["ring.reflect"] == "True" else "off")
+
+
+def factorial_effects() -> dict | None:
+    """Block 4: per test response, the ANOVA the runner wrote (``seeds/anova.json``) and every factor level's mean
+    with its 95% interval from the pooled error mean square; None until the seeds stage has completed."""
+    folder = ROOT / "multitask_factorial" / "seeds"
+    if not (folder / "anova.json").is_file():
+        return None
+    import json
+
+    anova = json.loads((folder / "anova.json").read_text())
+    rows = [r for r in _rows(folder / "seeds.csv") if r["method"] != "dense"]
+    out = {}
+    for response in ("depth_rmse", "normal_rmse"):
+        table = anova[f"test_{response}"]
+        error = table[-1]
+        half = lambda n: t_quantile(0.975, error["df"]) * math.sqrt(error["ms"] / n)  # noqa: E731
+        levels = {}
+        for i, factor in enumerate(("sharing", "permutation", "reflection")):
+            groups: dict[str, list[float]] = {}
+            for r in rows:
+                groups.setdefault(factorial_levels(r)[i], []).append(float(r[f"test_{response}"]))
+            levels[factor] = {lv: (statistics.fmean(v), half(len(v)), len(v)) for lv, v in groups.items()}
+        out[response] = {"anova": table, "levels": levels, "error": error}
+    return out
+
+
+def factorial_lines(found: dict) -> list[str]:
+    """claims.md's block-4 section: main effects (F, p, Holm as the runner computed them) and the on-off differences
+    of permutation and reflection and the sharing modes' contrasts, each with its reading."""
+    lines = ["## multi-task factorial (issue 22 block 4: sharing x permutation x reflection, equal DoF, 3 seeds per "
+             "cell, test areas 5a/5b)", "", f"Figure: [{FIGURES.name}/multitask_factorial.png]"
+             f"({FIGURES.name}/multitask_factorial.png). Differences use the pooled error mean square of the "
+             f"three-way ANOVA; equivalence margin ±{FACTORIAL_MARGIN:g}; lower RMSE is better.", "",
+             "| response | effect | F (df) | p | p (Holm, 6 main effects) | contrast [95% CI] | reading |",
+             "|---|---|---|---|---|---|---|"]
+    pairs = {"sharing": [("reuse, new BN", "reuse, shared BN"), ("reuse, new BN", "no reuse")],
+             "permutation": [("on", "off")], "reflection": [("on", "off")]}
+    for response, data in found.items():
+        error = data["error"]
+        for row in data["anova"][:3]:
+            factor = row["effect"]
+            for a, b in pairs[factor]:
+                (ma, _, na), (mb, _, nb) = data["levels"][factor][a], data["levels"][factor][b]
+                se = math.sqrt(error["ms"] * (1 / na + 1 / nb))
+                ci = t_quantile(0.975, error["df"]) * se
+                mde_value = (t_quantile(0.975, error["df"]) + t_quantile(0.8, error["df"])) * se
+                reading = equivalence_reading(ma - mb, ci, FACTORIAL_MARGIN, mde_value, f"{b} better",
+                                              f"{a} better")
+                lines.append(f"| {response.replace('_', ' ')} | {factor}: {a} minus {b} | {row['f']:.2f} "
+                             f"({row['df']}, {error['df']}) | {row['p']:.3f} | {row.get('p_holm', math.nan):.3f} | "
+                             f"{ma - mb:+.4f} [{ma - mb - ci:+.4f}, {ma - mb + ci:+.4f}] | {reading} |")
+    return lines + [""]
+
+
+def factorial_figure(found: dict, path: Path) -> None:
+    """Every factor level's mean test RMSE with its 95% interval (pooled error MS), one panel per factor and
+    response."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharey="row")
+    for r, (response, data) in enumerate(found.items()):
+        for c, (factor, levels) in enumerate(data["levels"].items()):
+            ax = axes[r][c]
+            names = list(levels)
+            for i, name in enumerate(names):
+                mean, half, n = levels[name]
+                ax.errorbar(i, mean, yerr=half, fmt="o", color=f"C{c}", capsize=4)
+            ax.set_xticks(range(len(names)), [f"{n}\n(n={levels[n][2]})" for n in names], fontsize=7)
+            ax.set_xlim(-0.6, len(names) - 0.4)
+            ax.set_title(factor, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"test {response.replace('_', ' ')}" + (" (m)" if response == "depth_rmse" else ""))
+    _title(fig, "Paper: best with sub-network reuse, new BN per reuse and permutation/reflection",
+           "multi-task factorial at equal DoF: level means over the other factors, 95% CI from the ANOVA error "
+           "(lower is better)")
+    save_figure(fig, path)
+
+
 FIGURES = ROOT / "claims"
 # claims.md section title (its start) -> (figure file, the claim as the review of the paper states it, metric label)
 CLAIM_OF = (
@@ -331,6 +490,10 @@ def figures() -> list[Path]:
         written.append(FIGURES / "dof_law.png")
     written.append(FIGURES / "multitask.png")
     multitask_figure(multitask(), written[-1])
+    found = factorial_effects()
+    if found is not None:
+        written.append(FIGURES / "multitask_factorial.png")
+        factorial_figure(found, written[-1])
     return written
 
 
@@ -356,6 +519,9 @@ def render() -> list[str]:
                   f"{verdict(r)} |" for r in rows]
         lines.append("")
     lines += law_lines()
+    lines += equal_size_lines()
+    found = factorial_effects()
+    lines += factorial_lines(found) if found is not None else []
     lines += ["## multi-task ablation (one seed per cell: paired sign tests, lower RMSE is better)", "",
               f"Figure: [{FIGURES.name}/multitask.png]({FIGURES.name}/multitask.png).", "",
               "| comparison | first better in | median RMSE gain | sign-test p | p (Holm, 6 tests) |",

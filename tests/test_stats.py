@@ -166,3 +166,77 @@ def test_factorial_anova_equals_least_squares_with_effect_coding():
     assert rows[0]["p"] < 0.001 and rows[2]["p"] < 0.001 and rows[5]["p"] < 0.01  # the effects put in are found
     with pytest.raises(ValueError, match="same number"):
         factorial_anova(list(zip(keys, ys))[:-1], ("sharing", "permute", "reflect"))
+
+
+def test_claims_read_block_2_with_pooled_contrasts_holm_and_the_equivalence_margin(tmp_path, monkeypatch):
+    import csv
+
+    import claims
+    from stats import pooled_contrast
+
+    monkeypatch.setattr(claims, "ROOT", tmp_path)
+    assert claims.equal_size_lines() == []  # nothing landed yet
+    means = {"rpg-3%": 0.910, "hashednets-3%": 0.909, "thin-3%": 0.880, "shallow-3%": 0.920, "dense": 0.93}
+    offsets = (-0.002, 0.0, 0.002, 0.001, -0.001)
+    (tmp_path / "equal_size" / "seeds").mkdir(parents=True)
+    with open(tmp_path / "equal_size" / "seeds" / "seeds.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "seed", "test_top1"])
+        for arm, mean in means.items():
+            for seed, off in enumerate(offsets):
+                w.writerow([f"{arm}_lr-0.2", seed, mean + off])
+    text = "\n".join(claims.equal_size_lines())
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "RPG higher (interval above 0)" in rows["thin-3%"] and "shallow-3% higher" in rows["shallow-3%"]
+    assert "within ±0.005" in rows["hashednets-3%"]  # +0.001 with a tight interval: inside the margin
+    values = {arm: [means[arm] + o for o in offsets] for arm in ("rpg-3%", "hashednets-3%", "thin-3%", "shallow-3%")}
+    c = pooled_contrast(values, {"rpg-3%": 1, "thin-3%": -1})  # sigma pooled over the budget's arms, not dense
+    assert f"{c['estimate']:+.4f} [{c['estimate'] - c['ci']:+.4f}" in rows["thin-3%"]
+    assert "1% budget" not in text and "deeper RPG" not in text  # no 1% arms, no ResNet-56 yet
+    assert claims.equivalence_reading(0.001, 0.01, 0.005, 0.02, "a", "b") == "not resolved (MDE 0.0200)"
+
+
+def test_claims_read_block_4_level_means_contrasts_and_figure(tmp_path, monkeypatch):
+    import csv
+    import json
+    from itertools import product
+
+    import claims
+    from stats import factorial_anova
+
+    monkeypatch.setattr(claims, "ROOT", tmp_path)
+    monkeypatch.setattr(claims, "FIGURES", tmp_path / "claims")
+    assert claims.factorial_effects() is None
+    folder = tmp_path / "multitask_factorial" / "seeds"
+    folder.mkdir(parents=True)
+    rows, obs = [], {"depth_rmse": [], "normal_rmse": []}
+    for (reuse, new), permute, reflect, seed in product([("False", "False"), ("True", "False"), ("True", "True")],
+                                                       ("True", "False"), ("True", "False"), (0, 1, 2)):
+        depth = 0.8 - 0.1 * (reflect == "True") + 0.01 * seed
+        normal = 0.6 + 0.002 * seed
+        rows.append({"method": "rpg", "model.kwargs.reuse": reuse, "model.kwargs.new_norm": new,
+                     "ring.permute": permute, "ring.reflect": reflect, "test_depth_rmse": depth,
+                     "test_normal_rmse": normal})
+        key = claims.factorial_levels({k: str(v) for k, v in rows[-1].items()})
+        obs["depth_rmse"].append((key, depth))
+        obs["normal_rmse"].append((key, normal))
+    with open(folder / "seeds.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tables = {f"test_{r}": factorial_anova(o, ("sharing", "permutation", "reflection")) for r, o in obs.items()}
+    for t in tables.values():
+        for row in t[:3]:
+            row["p_holm"] = row["p"]
+    (folder / "anova.json").write_text(json.dumps(tables))
+    found = claims.factorial_effects()
+    mean, half, n = found["depth_rmse"]["levels"]["reflection"]["on"]
+    assert n == 18 and mean == pytest.approx(0.71) and half > 0
+    text = "\n".join(claims.factorial_lines(found))
+    assert "| depth rmse | reflection: on minus off |" in text and "off better" not in text.split("reflection")[1][:200]
+    line = next(ln for ln in text.splitlines() if "depth rmse | reflection" in ln)
+    assert "-0.1000 [" in line and "on better (interval below 0)" in line
+    normal = next(ln for ln in text.splitlines() if "normal rmse | permutation" in ln)
+    assert "within ±0.02" in normal  # no effect, a tight interval: inside the margin
+    claims.factorial_figure(found, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
