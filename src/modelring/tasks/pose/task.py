@@ -98,7 +98,7 @@ class PoseTask(Task):
         model = create_model(name, **kwargs)
         with torch.no_grad():
             was = model.training
-            side = model.eval()(torch.zeros(1, 3, pc["input_size"], pc["input_size"])).shape[-1]
+            side = model.eval()(torch.zeros(1, kwargs.get("in_chans", 3), pc["input_size"], pc["input_size"])).shape[-1]
             model.train(was)
         if side != pc["heatmap_size"]:
             raise ValueError(f"{name} makes {side}x{side} heatmaps from a {pc['input_size']}px input, but "
