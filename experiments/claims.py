@@ -156,7 +156,8 @@ def law_lines() -> list[str]:
     if not fits or fits["test_top1"] is None:
         return []
     return ["## accuracy against DoF: log-linear law over the global-ring runs (Fashion-MNIST ResNet-20, 20k images "
-            "x 10 epochs; test set primary)", "", f"Figure: [{FIGURES.name}/dof_law.png]({FIGURES.name}/dof_law.png).", "",
+            "x 10 epochs; test set primary)", "",
+            f"Figure: [{FIGURES.name}/dof_law.png]({FIGURES.name}/dof_law.png).", "",
             *law_table(fits), ""]
 
 
@@ -471,7 +472,8 @@ def multitask_figure(tests: list[dict], path: Path) -> None:
     ax.axvline(0, color="0.4", lw=0.8)
     ax.set_yticks(range(len(tests)), [f"{t['test']} (p {t['p']:.2f}, Holm {t['p_holm']:.2f})" for t in tests[::-1]],
                   fontsize=7)
-    ax.set_xlabel("RMSE of the second setting minus the first\n(depth in m, normals unitless; > 0: the first is better)")
+    ax.set_xlabel("RMSE of the second setting minus the first\n"
+                  "(depth in m, normals unitless; > 0: the first is better)")
     _title(fig, "Paper: best with sub-network reuse, new BN per reuse and permutation/reflection",
            "multi-task regression, one seed per cell: matched pairs (dots), medians (bars)")
     save_figure(fig, path)

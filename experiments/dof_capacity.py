@@ -105,7 +105,8 @@ def reading(rows: list[dict], epochs: dict[str, list[dict]]) -> tuple[list[str],
     for (s, gap), mean in zip(bound, means):
         errors = [1 - float(r["test_top1"]) for r in ring if int(r["dof"]) == s]
         m, ci = mean_ci(errors)
-        lines.append(f"| {s:,} | {m:.4f} [{m - ci:.4f}, {m + ci:.4f}] | {gap:+.4f} | {'yes' if gap <= 0.01 else 'no'} |")
+        bound_here = "yes" if gap <= 0.01 else "no"
+        lines.append(f"| {s:,} | {m:.4f} [{m - ci:.4f}, {m + ci:.4f}] | {gap:+.4f} | {bound_here} |")
     return lines, {"line": fit, "saturating": floor, "verdict": verdict, "train_minus_val": dict(bound)}
 
 

@@ -190,8 +190,9 @@ def run_stage(args, stage, plan: list[tuple[dict, int]], what: str) -> list[dict
                                 f"held out for validation, {DATA['test']} test scenes in areas 5a/5b, "
                                 f"{DATA['image_size']} px), {args.epochs} epochs, SGD Nesterov, cosine; RPG cells: one "
                                 f"global ring, element-wise wiring, {RING:,} entries (+ the shared-BN cells' missing "
-                                "BatchNorm parameters), stem conv and 1x1 heads free; scored on validation (final-epoch "
-                                "depth RMSE, lower is better); each final model is scored once on the test areas."
+                                "BatchNorm parameters), stem conv and 1x1 heads free; scored on validation "
+                                "(final-epoch depth RMSE, lower is better); each final model is scored once on the "
+                                "test areas."
                                 + (f" Overrides: {' '.join(args.set)}." if args.set else ""))
 
 
