@@ -55,6 +55,10 @@ def cases(quick: bool) -> list[dict]:
         # the official code's setting (ImageNet ResNet-18, the paper's ring), at 64 px so a step takes ~0.3 s here
         out.insert(2, dict(name="imagenet_resnet18_b32_64", build=lambda: mr.create_model("resnet18"),
                            ring=PAPER_RING, input=(32, 3, 64, 64), channels_last=True, classes=1000))
+        # the same in the default memory format: generated weights are contiguous, so channels-last convolutions
+        # convert them (and their gradients) every step, which dense weights stored channels-last do not pay
+        out.insert(3, dict(name="imagenet_resnet18_b32_64_contiguous", build=lambda: mr.create_model("resnet18"),
+                           ring=PAPER_RING, input=(32, 3, 64, 64), channels_last=False, classes=1000))
     return out
 
 
