@@ -15,6 +15,7 @@ def test_quick_benchmark_writes_json(tmp_path):
     out = tmp_path / "gen.json"
     generation.main(["--quick", "--steps", "1", "--out", str(out)])
     result = json.loads(out.read_text())
+    assert result["host"]["cpu"] and result["host"]["threads"] >= 1  # every benchmark says where it ran
     assert set(result["cases"]) == {"resnet20_b128", "mlp12x1024_b16", "transformer_b32"}
     for row in result["cases"].values():
         assert row["dense_s"] > 0 and row["rpg_s"] > 0
