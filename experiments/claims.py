@@ -344,6 +344,8 @@ def factorial_lines(found: dict) -> list[str]:
                 mde_value = (t_quantile(0.975, error["df"]) + t_quantile(0.8, error["df"])) * se
                 reading = equivalence_reading(ma - mb, ci, FACTORIAL_MARGIN, mde_value, f"{b} better",
                                               f"{a} better")
+                if "better" in reading and row.get("p_holm", 0.0) >= 0.05:
+                    reading += "; uncorrected: the factor is not significant after Holm"
                 lines.append(f"| {response.replace('_', ' ')} | {factor}: {a} minus {b} | {row['f']:.2f} "
                              f"({row['df']}, {error['df']}) | {row['p']:.3f} | {row.get('p_holm', math.nan):.3f} | "
                              f"{ma - mb:+.4f} [{ma - mb - ci:+.4f}, {ma - mb + ci:+.4f}] | {reading} |")
