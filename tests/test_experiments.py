@@ -413,3 +413,11 @@ def test_dof_capacity_runs_every_size_with_dof_equal_to_ring_entries_and_reads_t
     text = (tmp_path / "res" / "seeds" / "fit.md").read_text()
     assert "capacity-bound" in text and "| 10,000 |" in text
     assert (tmp_path / "res" / "seeds" / "dof_capacity.png").is_file()
+
+
+def test_destructive_small_takes_the_four_permutation_reflection_arms_at_a_0_3_percent_ring():
+    import destructive_small as ds
+
+    assert list(ds.arms()) == ["element-wise, reflect", "element-wise, no reflect", "no permute, reflect",
+                               "no permute, no reflect"]
+    assert ds.arms()["no permute, no reflect"] == {"ring.permute": False, "ring.reflect": False}
