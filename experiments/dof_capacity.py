@@ -27,8 +27,8 @@ import torch
 
 from results_table import pyplot, save_figure, write_markdown
 from stats import line_fit, mean_ci, saturating_fit
-from validation import (add_arguments, ladder_grid, landed_rows, landed_scores, overrides, run_plan, schedule_text,
-                        slug)
+from validation import (add_arguments, ladder_grid, landed_rows, landed_scores, overrides, run_plan,
+                        run_while_grids_widen, schedule_text, slug)
 
 from modelring.atomic import write_atomic
 
@@ -182,16 +182,14 @@ def main(argv=None) -> int:
             raise SystemExit("the seeds stage has not landed completely: run `dof_capacity.py seeds` first")
         return 0
     if args.stage == "lr":  # planned again after each pass: a grid that widens gets its new rung
-        done: list = []
-        while True:
+        def plan_of():
             scores = landed_scores(results, "lr", "val_top1")
-            plan = [({"label": label(s, lr), **arm(s), "train.lr": lr}, 0) for s in ends
+            return [({"label": label(s, lr), **arm(s), "train.lr": lr}, 0) for s in ends
                     for lr in lr_grid(s, scores)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run_stage(args, stage, plan, command, "seed 0 of the smallest and largest ring and of dense at every lr "
-                                                  "of the grid")
-            done = plan
+        run_while_grids_widen(plan_of, lambda plan: run_stage(
+            args, stage, plan, command, "seed 0 of the smallest and largest ring and of dense at every lr of the "
+                                        "grid"), limit_runs=args.limit_runs)
+        return 0
     scores = landed_scores(results, "lr", "val_top1")
     chosen = {s: lr_grid(s, scores)[1] for s in ends}
     if None in chosen.values():

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from validation import final_model, ladder_grid, landed_scores, run_plan, slug
+from validation import final_model, ladder_grid, landed_scores, run_plan, run_while_grids_widen, slug
 
 from modelring.atomic import write_atomic
 from modelring.config import load_config
@@ -124,15 +124,12 @@ def run_stage(bed: Bed, args, command: str) -> int:
         write_forgetting(rows, base_report[f"val_{metric}"], metric, results / args.stage)
 
     if args.stage == "lr":
-        done: list = []
-        while True:
+        def plan_of():
             landed = landed_scores(results, "lr", f"val_{metric}")
-            plan = [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in every.items()
+            return [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in every.items()
                     for lr in lr_grid(bed, arm, landed, higher)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run(plan)
-            done = plan
+        run_while_grids_widen(plan_of, run, limit_runs=args.limit_runs)
+        return 0
     landed = landed_scores(results, "lr", f"val_{metric}")
     chosen = {arm: lr_grid(bed, arm, landed, higher)[1] for arm in every}
     missing = sorted(arm for arm, lr in chosen.items() if lr is None)

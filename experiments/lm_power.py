@@ -29,7 +29,7 @@ import torch
 from lm_targets import RECIPE, schedule
 from results_table import command_line, pyplot, save_figure, write_markdown
 from stats import line_fit, mean_ci, saturating_fit, t_quantile
-from validation import ladder_grid, landed_rows as landed, run_plan, slug
+from validation import ladder_grid, landed_rows as landed, run_plan, run_while_grids_widen, slug
 
 from modelring.atomic import write_atomic
 
@@ -222,17 +222,14 @@ def main(argv=None) -> int:
                  test=True, recipe=RECIPE, schedule=schedule(args), description=description)
 
     if args.stage == "lr":
-        done: list = []
-        while True:
+        def plan_of():
             scores = {r["label"]: float(r["val_bpb"]) for r in landed(results, "lr")}
-            plan = [({"label": label(arm, lr), **every[arm], "train.lr": lr}, 0)
+            return [({"label": label(arm, lr), **every[arm], "train.lr": lr}, 0)
                     for pair in ends(every).values() for arm in dict.fromkeys(pair)
                     for lr in ladder_grid(lambda lr, arm=arm: scores.get(label(arm, lr)), BASE, LADDER,
                                           higher_is_better=False)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run(plan)
-            done = plan
+        run_while_grids_widen(plan_of, run, limit_runs=args.limit_runs)
+        return 0
     lrs = lr_of(every, results)
     missing = sorted(arm for arm, lr in lrs.items() if lr is None)
     if missing:

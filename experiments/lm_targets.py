@@ -34,7 +34,7 @@ import torch
 
 from results_table import command_line
 from stats import mde
-from validation import ladder_grid, landed_rows, landed_scores, run_plan, slug
+from validation import ladder_grid, landed_rows, landed_scores, run_plan, run_while_grids_widen, slug
 
 import modelring as mr
 from modelring.config import load_config
@@ -138,14 +138,12 @@ def main(argv=None) -> int:
     results = Path(args.results)
     stage = argparse.Namespace(**{**vars(args), "results": str(results / args.stage)})
     if args.stage == "pilot":  # planned again after each pass: a grid that widens gets its new rung
-        done: list = []
-        while True:
-            scores = pilot_scores(results)
-            plan = [(setting(arm, keys, lr), 0) for arm, keys in every.items() for lr in lr_grid(arm, scores)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run_stage(args, stage, plan, None, "seed 0 of every arm at every lr of its grid")
-            done = plan
+        run_while_grids_widen(
+            lambda: [(setting(arm, keys, lr), 0) for arm, keys in every.items()
+                     for lr in lr_grid(arm, pilot_scores(results))[0]],
+            lambda plan: run_stage(args, stage, plan, None, "seed 0 of every arm at every lr of its grid"),
+            limit_runs=args.limit_runs)
+        return 0
     scores = pilot_scores(results)
     lrs = {arm: lr_grid(arm, scores)[1] for arm in every}
     missing = sorted(arm for arm, lr in lrs.items() if lr is None)

@@ -27,7 +27,7 @@ import torch
 
 from results_table import command_line, write_markdown
 from stats import factorial_anova, holm
-from validation import ladder_grid, landed_scores, run_plan, slug
+from validation import ladder_grid, landed_scores, run_plan, run_while_grids_widen, slug
 
 import modelring as mr
 from modelring.atomic import write_atomic
@@ -150,16 +150,14 @@ def main(argv=None) -> int:
     stage = argparse.Namespace(**{**vars(args), "results": str(results / args.stage)})
     modes = [*MODES, "dense"]
     if args.stage == "lr":  # planned again after each pass: a grid that widens gets its new rung
-        done: list = []
-        while True:
+        def plan_of():
             scores = landed_scores(results, "lr", "val_depth_rmse")
-            plan = [(setting(reference(mode), every[reference(mode)], lr), 0) for mode in modes
+            return [(setting(reference(mode), every[reference(mode)], lr), 0) for mode in modes
                     for lr in lr_grid(mode, scores)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run_stage(args, stage, plan, "seed 0 of each sharing mode (permutation and reflection on) and of dense "
-                                         "at every lr of its grid")
-            done = plan
+        run_while_grids_widen(plan_of, lambda plan: run_stage(
+            args, stage, plan, "seed 0 of each sharing mode (permutation and reflection on) and of dense at every "
+                               "lr of its grid"), limit_runs=args.limit_runs)
+        return 0
     scores = landed_scores(results, "lr", "val_depth_rmse")
     lrs = {mode: lr_grid(mode, scores)[1] for mode in modes}
     if None in lrs.values():

@@ -22,15 +22,15 @@ split. Writes docs/results/pose_claim/<stage>/.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
+from claims import pooled_sigma
 from results_table import command_line
 from stats import mde
-from validation import ladder_grid, landed_rows, landed_scores, run_plan, slug
+from validation import ladder_grid, landed_rows, landed_scores, run_plan, run_while_grids_widen, slug
 
 import modelring as mr
 from modelring.config import load_config
@@ -82,8 +82,7 @@ def lr_grid(arm: str, scores: dict[str, float]) -> tuple[list[float], float | No
 def seeds_for(values: dict[str, list[float]]) -> tuple[int | None, float]:
     """(seeds per arm for the main comparison, or None when even ``MAX_SEEDS`` misses ``MDE_TARGET``; the sigma
     pooled over the arms' validation PCKh) once every arm has ``len(SEEDS)`` seeds."""
-    df = sum(len(v) - 1 for v in values.values())
-    sigma = (sum((len(v) - 1) * statistics.variance(v) for v in values.values()) / df) ** 0.5
+    sigma = pooled_sigma(list(values.values()))
     n = next((n for n in range(len(SEEDS), MAX_SEEDS + 1) if mde(sigma, n) <= MDE_TARGET), None)
     return n, sigma
 
@@ -114,15 +113,13 @@ def main(argv=None) -> int:
     arms, results = arm_keys(args), Path(args.results)
     stage = argparse.Namespace(**{**vars(args), "results": str(results / args.stage)})
     if args.stage == "pilot":  # planned again after each pass: a grid that widens gets its new rung
-        done: list = []
-        while True:
+        def plan_of():
             scores = landed_scores(results, "pilot", "val_pckh")
-            plan = [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in arms.items()
+            return [({"label": label(arm, lr), **keys, "train.lr": lr}, 0) for arm, keys in arms.items()
                     for lr in lr_grid(arm, scores)[0]]
-            if plan == done or (args.limit_runs is not None and done):
-                return 0
-            run_stage(args, stage, plan, None, "seed 0 of both arms at every Adam lr of its grid")
-            done = plan
+        run_while_grids_widen(plan_of, lambda plan: run_stage(
+            args, stage, plan, None, "seed 0 of both arms at every Adam lr of its grid"), limit_runs=args.limit_runs)
+        return 0
     scores = landed_scores(results, "pilot", "val_pckh")
     lrs = {arm: lr_grid(arm, scores)[1] for arm in arms}
     if None in lrs.values():

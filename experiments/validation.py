@@ -318,6 +318,19 @@ def landed_scores(results: Path, stage: str, score: str) -> dict[str, float]:
     return {r["label"]: float(r[score]) for r in landed_rows(results, stage)}
 
 
+def run_while_grids_widen(plan_of, run, *, limit_runs: int | None) -> None:
+    """An lr stage whose grids widen: ``run(plan_of())`` again after every pass, the plan recomputed from the runs
+    that have landed (a grid whose best lr sits at its edge gets its next rung), until a pass adds nothing; with
+    ``--limit-runs`` (``limit_runs`` not None) after the first pass."""
+    done: list = []
+    while True:
+        plan = plan_of()
+        if plan == done or (limit_runs is not None and done):
+            return
+        run(plan)
+        done = plan
+
+
 def ladder_grid(score_of, base: tuple[float, ...], ladder: tuple[float, ...], *,
                 higher_is_better: bool) -> tuple[list[float], float | None]:
     """A learning-rate grid that widens past a winning edge: ``base`` first, then one rung of ``ladder`` beyond an
